@@ -1,0 +1,130 @@
+"""Named model configurations: a frozen, validated dataclass per preset.
+
+Real sizes follow Wan2.1 (`wan/configs/wan_t2v_1_3B.py`, `wan_t2v_14B.py`) and the Fun-Control
+checkpoints (DiffSynth `model_configs.py`: `has_image_input=True, in_dim=48`), as collected in
+`shared/notes/model-and-wan.md` §1.4 and §5. FreeProp adds the first-frame mask M (paper §4.1) as
+`mask_channels` extra input channels after Fun-Control's 48.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from freeprop.errors import FreePropInputError
+
+
+@dataclass(frozen=True)
+class FreePropConfig:
+    """Architecture of a `FreePropTransformer`.
+
+    The input has `3·latent_channels + mask_channels` channels, in this order (paper §4.1):
+    noisy latent z | source latent z_src | edited first-frame latent ẑ zero-padded in time | mask M.
+    """
+
+    num_layers: int
+    num_attention_heads: int
+    attention_head_dim: int
+    ffn_dim: int
+    latent_channels: int = 16  # Wan VAE z_dim (PixelCodec: 3·s²)
+    mask_channels: int = 4  # M: one channel per pixel frame folded into a latent frame (Wan I2V style); 0 = Fun-Control
+    text_dim: int = 4096  # umT5-XXL width
+    freq_dim: int = 256
+    image_dim: int | None = 1280  # CLIP ViT-H image tokens (Fun-Control has img_emb); None = no image branch
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    cross_attn_norm: bool = True
+    qk_norm: str = "rms_norm_across_heads"
+    eps: float = 1e-6
+    rope_max_seq_len: int = 1024
+    # AST-RoPE (paper §4.2)
+    use_ast_rope: bool = True  # False = plain Wan RoPE (the paper's "Baseline" ablation)
+    predictor_dim: int = 256
+    predictor_layers: int = 2
+    predictor_heads: int = 4
+    predictor_pool: int = 4
+    alpha_t_max: float = 4.0
+    head_map: dict | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        positive = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "latent_channels",
+                    "text_dim", "freq_dim", "predictor_dim", "predictor_layers", "predictor_heads", "predictor_pool")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.mask_channels < 0:
+            raise ValueError(f"mask_channels must be ≥ 0, got {self.mask_channels}")
+        if self.attention_head_dim % 2 or self.attention_head_dim < 6:
+            raise ValueError(f"attention_head_dim must be even and ≥ 6 (t/h/w RoPE split), got {self.attention_head_dim}")
+        if self.predictor_dim % self.predictor_heads:
+            raise ValueError("predictor_dim must be divisible by predictor_heads")
+        if self.qk_norm not in ("rms_norm_across_heads",):
+            raise ValueError(f"qk_norm must be 'rms_norm_across_heads', got {self.qk_norm!r}")
+        if self.alpha_t_max <= 1:
+            raise ValueError(f"alpha_t_max must be > 1, got {self.alpha_t_max}")
+
+    @property
+    def dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def in_channels(self) -> int:
+        return 3 * self.latent_channels + self.mask_channels
+
+    def replace(self, **changes) -> FreePropConfig:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise FreePropInputError(f"unknown model config key(s) {sorted(unknown)}; see FreePropConfig")
+        return dataclasses.replace(self, **changes)
+
+    def transformer_kwargs(self) -> dict:
+        """Keyword arguments of `FreePropTransformer(...)` (diffusers' Wan kwargs plus FreeProp's)."""
+        return dict(
+            patch_size=tuple(self.patch_size),
+            num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim,
+            in_channels=self.in_channels,
+            out_channels=self.latent_channels,
+            text_dim=self.text_dim,
+            freq_dim=self.freq_dim,
+            ffn_dim=self.ffn_dim,
+            num_layers=self.num_layers,
+            cross_attn_norm=self.cross_attn_norm,
+            qk_norm=self.qk_norm,
+            eps=self.eps,
+            image_dim=self.image_dim,
+            added_kv_proj_dim=self.dim if self.image_dim else None,
+            rope_max_seq_len=self.rope_max_seq_len,
+            use_ast_rope=self.use_ast_rope,
+            head_map=self.head_map,
+            predictor_dim=self.predictor_dim,
+            predictor_layers=self.predictor_layers,
+            predictor_heads=self.predictor_heads,
+            predictor_pool=self.predictor_pool,
+            alpha_t_max=self.alpha_t_max,
+        )
+
+
+PRESETS: dict[str, FreePropConfig] = {
+    # CPU-sized, for tests and the bundled model: PixelCodec(2) latents (3·2² = 12 channels, no
+    # temporal compression, so M is one channel), head_dim 12 → RoPE t/h/w = 4/4/4.
+    "tiny": FreePropConfig(
+        num_layers=2, num_attention_heads=2, attention_head_dim=12, ffn_dim=32, latent_channels=12,
+        mask_channels=1, text_dim=16, image_dim=None, rope_max_seq_len=32,
+        predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2,
+    ),
+    # Wan2.1-Fun-1.3B-Control: dim 1536, 12 heads × 128, 30 layers, ffn 8960, + mask M (4 channels).
+    "wan2.1-fun-1.3b-control": FreePropConfig(
+        num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
+    ),
+    # Wan2.1-Fun-14B-Control: dim 5120, 40 heads × 128, 40 layers, ffn 13824.
+    "wan2.1-fun-14b-control": FreePropConfig(
+        num_layers=40, num_attention_heads=40, attention_head_dim=128, ffn_dim=13824,
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> FreePropConfig:
+    """The named preset, with optional field overrides (unknown names and keys are rejected)."""
+    if name not in PRESETS:
+        raise FreePropInputError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

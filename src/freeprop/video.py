@@ -1,0 +1,354 @@
+"""Video and image I/O on PyAV, plus the standardisation every model input goes through.
+
+Conventions
+- A video in memory is `uint8 [F, H, W, 3]` RGB plus its frame rate (`Video(frames, fps)`).
+- Images with alpha are composited on **white** (what most image editors show behind transparency,
+  so an edited first frame exported as RGBA looks the way the user saw it). Grayscale and palette
+  images become RGB.
+- Every write goes to a temporary file in the destination folder and is renamed into place, so a
+  killed job never leaves a half-written output under the final name.
+- Bad input raises `FreePropInputError` with a one-line message naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple
+
+import av
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from freeprop.errors import FreePropInputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+MAX_SIDE = 8192  # larger than 8K is almost surely a wrong file or a wrong argument
+DEFAULT_FPS = 16.0  # Wan2.1 is trained at 16 fps; also the rate assumed for frame folders
+MAX_DECODED_BYTES = 16 * 2**30  # refuse to decode more than this into memory
+
+
+class Video(NamedTuple):
+    frames: np.ndarray  # uint8 [F, H, W, 3], RGB
+    fps: float
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_exists(path: Path, what: str) -> None:
+    if not path.exists():
+        raise FreePropInputError(f"{path}: no such file; check the {what} path")
+
+
+def _check_size(path: Path, height: int, width: int) -> None:
+    if not (2 <= height <= MAX_SIDE and 2 <= width <= MAX_SIDE):
+        raise FreePropInputError(
+            f"{path}: frame size {width}x{height} is outside 2..{MAX_SIDE} pixels per side; "
+            "resize it (e.g. with ffmpeg -vf scale) before editing"
+        )
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG/JPEG/WebP/... image as uint8 `[H, W, 3]` RGB (alpha composited on white)."""
+    path = Path(path)
+    _check_exists(path, "image")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)  # honour camera rotation, as viewers do
+            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(white, rgba)
+            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise FreePropInputError(
+            f"{path}: not a readable image ({err.__class__.__name__}); export it as PNG or JPEG"
+        ) from None
+    _check_size(path, *array.shape[:2])
+    return array
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
+    """Decode a video file (any container/codec FFmpeg knows) or a folder of image frames.
+
+    Args:
+        path: a video file, or a folder whose images (sorted by name) are the frames.
+        max_frames: stop after this many frames (saves time and memory on long videos).
+
+    Returns:
+        `Video(frames uint8 [F, H, W, 3], fps)`.
+    """
+    path = Path(path)
+    _check_exists(path, "video")
+    if path.is_dir():
+        return _read_frame_folder(path, max_frames)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise FreePropInputError(f"{path}: this is an image, not a video; pass a video file or a frame folder")
+
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FreePropInputError(f"{path}: has no video stream; pass a video file")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            _check_size(path, stream.codec_context.height, stream.codec_context.width)
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else DEFAULT_FPS
+            frame_bytes = 3 * stream.codec_context.height * stream.codec_context.width
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+                if len(frames) * frame_bytes > MAX_DECODED_BYTES:
+                    raise FreePropInputError(
+                        f"{path}: decoding more than {MAX_DECODED_BYTES >> 30} GiB of frames; "
+                        "limit the number of frames (max_frames / --frames) or trim the video"
+                    )
+    except FreePropInputError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        where = f"after {len(frames)} frames" if frames else "at the start"
+        raise FreePropInputError(
+            f"{path}: not a readable video ({err.__class__.__name__} {where}); "
+            "check the file is complete, or re-encode it (ffmpeg -i in.ext -c:v libx264 out.mp4)"
+        ) from None
+    if not frames:
+        raise FreePropInputError(f"{path}: no decodable frames; the file is empty or corrupt, re-encode it")
+    return Video(np.stack(frames), fps)
+
+
+def _read_frame_folder(path: Path, max_frames: int | None) -> Video:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FreePropInputError(f"{path}: folder holds no image frames (.png/.jpg/...); pass a video")
+    files = files[:max_frames] if max_frames else files
+    frames = [read_image(p) for p in files]
+    if len({f.shape for f in frames}) != 1:
+        raise FreePropInputError(f"{path}: frames differ in size; every frame of a folder must be the same size")
+    return Video(np.stack(frames), DEFAULT_FPS)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing (atomic)
+# ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix); rename it onto `path` on success."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise FreePropInputError(f"{path}: output folder {path.parent} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def ensure_not_input(output: str | os.PathLike, *inputs: str | os.PathLike) -> None:
+    """Refuse to write over one of the inputs (outputs never overwrite what the user gave us)."""
+    out = Path(output).resolve()
+    for inp in inputs:
+        if Path(inp).resolve() == out:
+            raise FreePropInputError(f"{output}: this is an input file; choose another output path")
+
+
+def _as_uint8_video(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames of shape [F, H, W, 3], got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+    return frames
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float = DEFAULT_FPS,
+    crf: int = 17,
+) -> Path:
+    """Write frames as H.264 mp4 (yuv420p, constant quality `crf`), animated GIF, or a PNG folder.
+
+    The format follows the suffix: `.mp4`/`.mov`/`.mkv` → H.264, `.gif` → GIF, no suffix → a folder
+    of `00000.png` frames. yuv420p needs even sizes: odd sizes are padded by one replicated pixel row
+    or column (the content is never resampled).
+    """
+    path = Path(path)
+    frames = _as_uint8_video(frames)
+    suffix = path.suffix.lower()
+    if suffix == "":
+        return _write_frame_folder(path, frames)
+    if suffix == ".gif":
+        images = [Image.fromarray(f) for f in frames]
+        with atomic_path(path) as tmp:
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                           duration=round(1000 / fps), loop=0)
+        return path
+    if suffix not in {".mp4", ".mov", ".mkv"}:
+        raise FreePropInputError(f"{path}: unknown video format {suffix!r}; use .mp4, .gif or a folder name")
+
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=suffix.lstrip(".").replace("mkv", "matroska")) as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for array in frames:
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))  # flush the encoder
+    return path
+
+
+def _write_frame_folder(path: Path, frames: np.ndarray) -> Path:
+    """PNG frames into `path/` (written to a temporary folder, then renamed into place)."""
+    if path.exists():
+        raise FreePropInputError(f"{path}: folder exists; remove it or choose another output path")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp / f"{i:05d}.png")
+    os.replace(tmp, path)
+    return path
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write one uint8 `[H, W, 3]` image (format from the suffix), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Standardisation: time resampling, cover-resize + centre crop
+# ----------------------------------------------------------------------------------------------
+
+
+def valid_num_frames(num_frames: int, temporal_factor: int = 4) -> int:
+    """Largest n ≤ `num_frames` of the form k·temporal_factor + 1 (Wan's VAE needs 4k+1 frames)."""
+    if num_frames < 1:
+        raise ValueError("num_frames must be ≥ 1")
+    return (num_frames - 1) // temporal_factor * temporal_factor + 1
+
+
+def sample_frame_indices(
+    num_source_frames: int,
+    source_fps: float,
+    target_fps: float | None = None,
+    num_frames: int | None = None,
+) -> np.ndarray:
+    """Indices of the source frames shown at times k / target_fps, k = 0 … num_frames−1.
+
+    Frame k of the result is the source frame on screen at t = k / target_fps, i.e.
+    `floor(k · source_fps / target_fps)` (the small epsilon absorbs rounding in rates such as
+    30000/1001). `target_fps=None` keeps the source rate. `num_frames=None` takes every frame that fits.
+    """
+    target_fps = target_fps or source_fps
+    step = source_fps / target_fps
+    available = int(np.floor((num_source_frames - 1) / step + 1e-6)) + 1
+    if num_frames is None:
+        num_frames = available
+    elif num_frames > available:
+        seconds = (num_frames - 1) / target_fps
+        raise FreePropInputError(
+            f"video too short: {num_frames} frames at {target_fps:g} fps need {seconds:.2f} s, "
+            f"the source has {num_source_frames} frames at {source_fps:g} fps; ask for fewer frames"
+        )
+    return np.floor(np.arange(num_frames) * step + 1e-6).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Where the output window lies in the resized (pre-crop) frame, in pixels."""
+
+    scale: float  # resize factor applied to the source before cropping
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def cover_crop_box(src_h: int, src_w: int, height: int, width: int) -> tuple[int, int, CropBox]:
+    """Resized size `(rh, rw)` that covers `height × width`, and the centred crop inside it."""
+    scale = max(height / src_h, width / src_w)
+    rh, rw = max(height, round(src_h * scale)), max(width, round(src_w * scale))
+    top, left = (rh - height) // 2, (rw - width) // 2
+    return rh, rw, CropBox(scale, top, left, height, width)
+
+
+def resize_cover_crop(frames: np.ndarray, height: int, width: int) -> tuple[np.ndarray, CropBox]:
+    """Resize `[F, H, W, 3]` (or one `[H, W, 3]` image) to cover `height × width`, then centre-crop."""
+    single = frames.ndim == 3
+    frames = frames[None] if single else frames
+    rh, rw, box = cover_crop_box(frames.shape[1], frames.shape[2], height, width)
+    if (rh, rw) != frames.shape[1:3]:
+        # INTER_AREA averages when shrinking (no aliasing); bicubic when enlarging.
+        interp = cv2.INTER_AREA if box.scale < 1 else cv2.INTER_CUBIC
+        frames = np.stack([cv2.resize(f, (rw, rh), interpolation=interp) for f in frames])
+    out = np.ascontiguousarray(frames[:, box.top : box.top + height, box.left : box.left + width])
+    return (out[0] if single else out), box
+
+
+@dataclass(frozen=True)
+class StandardVideo:
+    frames: np.ndarray  # uint8 [F, height, width, 3]
+    fps: float
+    indices: np.ndarray  # source frame index of each output frame (masks/depth follow the same)
+    crop: CropBox
+
+
+def standardize(
+    video: Video,
+    height: int,
+    width: int,
+    num_frames: int | None = None,
+    fps: float | None = DEFAULT_FPS,
+    size_multiple: int = 16,
+    temporal_factor: int | None = 4,
+) -> StandardVideo:
+    """Resample in time to `num_frames` at `fps`, then cover-resize and centre-crop to `height × width`.
+
+    `num_frames=None` takes as many frames as the video holds at `fps`, rounded down to the form
+    k·temporal_factor + 1 (`temporal_factor=None` skips that rounding). `fps=None` keeps the source rate.
+    """
+    if height % size_multiple or width % size_multiple:
+        raise FreePropInputError(
+            f"size {height}x{width} is not a multiple of {size_multiple}; "
+            f"use e.g. {height // size_multiple * size_multiple}x{width // size_multiple * size_multiple}"
+        )
+    indices = sample_frame_indices(len(video.frames), video.fps, fps, num_frames)
+    if num_frames is None and temporal_factor:
+        indices = indices[: valid_num_frames(len(indices), temporal_factor)]
+    frames, box = resize_cover_crop(video.frames[indices], height, width)
+    return StandardVideo(frames, fps or video.fps, indices, box)
+
+
+def to_tensor(frames: np.ndarray):
+    """uint8 `[F, H, W, 3]` → float `[3, F, H, W]` in [-1, 1] (the layout Wan's VAE takes, minus batch)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def from_tensor(video) -> np.ndarray:
+    """float `[3, F, H, W]` in [-1, 1] → uint8 `[F, H, W, 3]` (rounded, clipped)."""
+    array = video.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte()
+    return array.permute(1, 2, 3, 0).cpu().numpy()

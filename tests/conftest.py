@@ -1,0 +1,32 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_dtype():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    torch.set_default_dtype(torch.float32)
+    yield
+
+
+def moving_pattern(frames: int = 17, height: int = 64, width: int = 96, speed: int = 3) -> np.ndarray:
+    """A smooth, textured uint8 clip [F, H, W, 3] that translates by `speed` px per frame."""
+    yy, xx = np.mgrid[:height, :width]
+    clip = [
+        np.stack([127 + 100 * np.sin((xx + speed * t) / 7), 127 + 100 * np.cos((yy + 2 * t) / 5),
+                  127 + 60 * np.sin((xx + yy + speed * t) / 11)], axis=-1)
+        for t in range(frames)
+    ]
+    return np.clip(np.stack(clip), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def clip() -> np.ndarray:
+    return moving_pattern()
