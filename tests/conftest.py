@@ -20,8 +20,14 @@ def moving_pattern(frames: int = 17, height: int = 64, width: int = 96, speed: i
     """A smooth, textured uint8 clip [F, H, W, 3] that translates by `speed` px per frame."""
     yy, xx = np.mgrid[:height, :width]
     clip = [
-        np.stack([127 + 100 * np.sin((xx + speed * t) / 7), 127 + 100 * np.cos((yy + 2 * t) / 5),
-                  127 + 60 * np.sin((xx + yy + speed * t) / 11)], axis=-1)
+        np.stack(
+            [
+                127 + 100 * np.sin((xx + speed * t) / 7),
+                127 + 100 * np.cos((yy + 2 * t) / 5),
+                127 + 60 * np.sin((xx + yy + speed * t) / 11),
+            ],
+            axis=-1,
+        )
         for t in range(frames)
     ]
     return np.clip(np.stack(clip), 0, 255).astype(np.uint8)

@@ -32,6 +32,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 MAX_SIDE = 8192  # larger than 8K is almost surely a wrong file or a wrong argument
 DEFAULT_FPS = 16.0  # Wan2.1 is trained at 16 fps; also the rate assumed for frame folders
 MAX_DECODED_BYTES = 16 * 2**30  # refuse to decode more than this into memory
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class Video(NamedTuple):
@@ -92,7 +94,9 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
     if path.is_dir():
         return _read_frame_folder(path, max_frames)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise FreePropInputError(f"{path}: this is an image, not a video; pass a video file or a frame folder")
+        raise FreePropInputError(
+            f"{path}: this is an image, not a video; pass a video file or a frame folder"
+        )
 
     frames: list[np.ndarray] = []
     try:
@@ -134,7 +138,9 @@ def _read_frame_folder(path: Path, max_frames: int | None) -> Video:
     files = files[:max_frames] if max_frames else files
     frames = [read_image(p) for p in files]
     if len({f.shape for f in frames}) != 1:
-        raise FreePropInputError(f"{path}: frames differ in size; every frame of a folder must be the same size")
+        raise FreePropInputError(
+            f"{path}: frames differ in size; every frame of a folder must be the same size"
+        )
     return Video(np.stack(frames), DEFAULT_FPS)
 
 
@@ -154,6 +160,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -197,8 +204,9 @@ def write_video(
     if suffix == ".gif":
         images = [Image.fromarray(f) for f in frames]
         with atomic_path(path) as tmp:
-            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                           duration=round(1000 / fps), loop=0)
+            images[0].save(
+                tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+            )
         return path
     if suffix not in {".mp4", ".mov", ".mkv"}:
         raise FreePropInputError(f"{path}: unknown video format {suffix!r}; use .mp4, .gif or a folder name")
@@ -206,7 +214,10 @@ def write_video(
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=suffix.lstrip(".").replace("mkv", "matroska")) as out:
+    with (
+        atomic_path(path) as tmp,
+        av.open(str(tmp), mode="w", format=suffix.lstrip(".").replace("mkv", "matroska")) as out,
+    ):
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -233,7 +244,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write one uint8 `[H, W, 3]` image (format from the suffix), atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(
+            tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG")
+        )
     return path
 
 

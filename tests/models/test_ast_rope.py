@@ -59,7 +59,9 @@ def test_fractional_positions_match_complex_rotation():
     t_dim, h_dim, w_dim = rope_split(head_dim)
     alpha_s, alpha_t = torch.tensor([0.3]), torch.tensor([1.7])
     head_types = torch.tensor([[TEMPORAL, SPATIAL]])
-    rope = ASTRotaryPosEmbed(head_dim)(ast_temporal_positions(alpha_s, alpha_t, frames), height, width, head_types)
+    rope = ASTRotaryPosEmbed(head_dim)(
+        ast_temporal_positions(alpha_s, alpha_t, frames), height, width, head_types
+    )
     x = torch.randn(1, frames * height * width, 2, head_dim)
     out = apply_ast_rope(x, rope, layer=0)
 

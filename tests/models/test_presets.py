@@ -9,7 +9,7 @@ from freeprop.models import PRESETS, build_transformer, get_preset
 
 def expected_parameter_count(cfg) -> int:
     """Hand count of diffusers' Wan DiT parameters for a config (AlphaPredictor excluded)."""
-    D, L, ffn, T, fd, I = cfg.dim, cfg.num_layers, cfg.ffn_dim, cfg.text_dim, cfg.freq_dim, cfg.image_dim
+    D, L, ffn, T, fd, I = cfg.dim, cfg.num_layers, cfg.ffn_dim, cfg.text_dim, cfg.freq_dim, cfg.image_dim  # noqa: E741
     P = math.prod(cfg.patch_size)
     n = cfg.in_channels * P * D + D  # patch embedding
     n += fd * D + D + D * D + D + 6 * D * D + 6 * D  # time embedder + time projection

@@ -6,9 +6,18 @@ from freeprop.models import FreePropTransformer, build_ffp_input, build_transfor
 from freeprop.models.ast_rope import SPATIAL, TEMPORAL
 
 TINY_WAN = dict(  # diffusers' tiny Wan test config, with Fun-Control's 3·C input channels (C = 12)
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=12,
-    text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=36,
+    out_channels=12,
+    text_dim=16,
+    freq_dim=256,
+    ffn_dim=32,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
 )
 PREDICTOR = dict(predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2)
 
@@ -100,7 +109,11 @@ def test_gradients_reach_predictor_and_checkpointing_matches():
     plain = grads()
     model.enable_gradient_checkpointing()
     checkpointed = grads()
-    for name in ("alpha_predictor.head_s.weight", "alpha_predictor.head_t.weight", "alpha_predictor.proj_in.weight"):
+    for name in (
+        "alpha_predictor.head_s.weight",
+        "alpha_predictor.head_t.weight",
+        "alpha_predictor.proj_in.weight",
+    ):
         assert plain[name].abs().sum() > 0, name
     assert plain.keys() == checkpointed.keys()
     for name in plain:
@@ -149,8 +162,11 @@ def test_lora_adapter_through_diffusers_api():
     x, t, text = inputs()
     with torch.no_grad():
         before = model(x, t, text).sample
-    model.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                 init_lora_weights=False))
+    model.add_adapter(
+        LoraConfig(
+            r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+        )
+    )
     with torch.no_grad():
         after = model(x, t, text).sample
     assert (after - before).abs().max() > 1e-4

@@ -163,8 +163,14 @@ class ASTRoPEAttnProcessor:
             self.capture(self.layer_index, query.detach(), key.detach())
 
         hidden_states = dispatch_attention_fn(
-            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
-            backend=self._attention_backend, parallel_config=self._parallel_config,
+            query,
+            key,
+            value,
+            attn_mask=attention_mask,
+            dropout_p=0.0,
+            is_causal=False,
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
         )  # (B, S, H, Dh)
         hidden_states = hidden_states.flatten(2, 3).type_as(query)  # (B, S, H·Dh)
         hidden_states = attn.to_out[0](hidden_states)
@@ -209,7 +215,13 @@ class AlphaPredictor(nn.Module):
         self.proj_in = nn.Linear(in_channels, dim)
         self.cell_embedding = nn.Parameter(torch.zeros(pool * pool, dim))
         layer = nn.TransformerEncoderLayer(
-            dim, num_heads, dim_feedforward=4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            dim,
+            num_heads,
+            dim_feedforward=4 * dim,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -261,6 +273,8 @@ def head_map_to_tensor(head_map: dict, num_layers: int, num_heads: int) -> torch
     table = torch.empty(num_layers, num_heads, dtype=torch.long)
     for layer, kinds in layers.items():
         if len(kinds) != num_heads or any(k not in HEAD_TYPE_NAMES for k in kinds):
-            raise ValueError(f"head map layer {layer}: need {num_heads} entries of 'spatial'/'temporal', got {kinds}")
+            raise ValueError(
+                f"head map layer {layer}: need {num_heads} entries of 'spatial'/'temporal', got {kinds}"
+            )
         table[layer] = torch.tensor([HEAD_TYPE_NAMES.index(k) for k in kinds])
     return table

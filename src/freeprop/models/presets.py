@@ -27,7 +27,9 @@ class FreePropConfig:
     attention_head_dim: int
     ffn_dim: int
     latent_channels: int = 16  # Wan VAE z_dim (PixelCodec: 3·s²)
-    mask_channels: int = 4  # M: one channel per pixel frame folded into a latent frame (Wan I2V style); 0 = Fun-Control
+    mask_channels: int = (
+        4  # M: one channel per pixel frame folded into a latent frame (Wan I2V style); 0 = Fun-Control
+    )
     text_dim: int = 4096  # umT5-XXL width
     freq_dim: int = 256
     image_dim: int | None = 1280  # CLIP ViT-H image tokens (Fun-Control has img_emb); None = no image branch
@@ -46,15 +48,28 @@ class FreePropConfig:
     head_map: dict | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        positive = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "latent_channels",
-                    "text_dim", "freq_dim", "predictor_dim", "predictor_layers", "predictor_heads", "predictor_pool")
+        positive = (
+            "num_layers",
+            "num_attention_heads",
+            "attention_head_dim",
+            "ffn_dim",
+            "latent_channels",
+            "text_dim",
+            "freq_dim",
+            "predictor_dim",
+            "predictor_layers",
+            "predictor_heads",
+            "predictor_pool",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.mask_channels < 0:
             raise ValueError(f"mask_channels must be ≥ 0, got {self.mask_channels}")
         if self.attention_head_dim % 2 or self.attention_head_dim < 6:
-            raise ValueError(f"attention_head_dim must be even and ≥ 6 (t/h/w RoPE split), got {self.attention_head_dim}")
+            raise ValueError(
+                f"attention_head_dim must be even and ≥ 6 (t/h/w RoPE split), got {self.attention_head_dim}"
+            )
         if self.predictor_dim % self.predictor_heads:
             raise ValueError("predictor_dim must be divisible by predictor_heads")
         if self.qk_norm not in ("rms_norm_across_heads",):
@@ -108,17 +123,33 @@ PRESETS: dict[str, FreePropConfig] = {
     # CPU-sized, for tests and the bundled model: PixelCodec(2) latents (3·2² = 12 channels, no
     # temporal compression, so M is one channel), head_dim 12 → RoPE t/h/w = 4/4/4.
     "tiny": FreePropConfig(
-        num_layers=2, num_attention_heads=2, attention_head_dim=12, ffn_dim=32, latent_channels=12,
-        mask_channels=1, text_dim=16, image_dim=None, rope_max_seq_len=32,
-        predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2,
+        num_layers=2,
+        num_attention_heads=2,
+        attention_head_dim=12,
+        ffn_dim=32,
+        latent_channels=12,
+        mask_channels=1,
+        text_dim=16,
+        image_dim=None,
+        rope_max_seq_len=32,
+        predictor_dim=16,
+        predictor_layers=1,
+        predictor_heads=2,
+        predictor_pool=2,
     ),
     # Wan2.1-Fun-1.3B-Control: dim 1536, 12 heads × 128, 30 layers, ffn 8960, + mask M (4 channels).
     "wan2.1-fun-1.3b-control": FreePropConfig(
-        num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
+        num_layers=30,
+        num_attention_heads=12,
+        attention_head_dim=128,
+        ffn_dim=8960,
     ),
     # Wan2.1-Fun-14B-Control: dim 5120, 40 heads × 128, 40 layers, ffn 13824.
     "wan2.1-fun-14b-control": FreePropConfig(
-        num_layers=40, num_attention_heads=40, attention_head_dim=128, ffn_dim=13824,
+        num_layers=40,
+        num_attention_heads=40,
+        attention_head_dim=128,
+        ffn_dim=13824,
     ),
 }
 

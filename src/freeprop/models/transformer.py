@@ -61,7 +61,10 @@ class FreePropTransformer(WanTransformer3DModel):
     """
 
     _keep_in_fp32_modules = [*WanTransformer3DModel._keep_in_fp32_modules, "alpha_predictor"]
-    _skip_layerwise_casting_patterns = [*WanTransformer3DModel._skip_layerwise_casting_patterns, "alpha_predictor"]
+    _skip_layerwise_casting_patterns = [
+        *WanTransformer3DModel._skip_layerwise_casting_patterns,
+        "alpha_predictor",
+    ]
     _cp_plan = None  # context parallelism splits diffusers' RoPE tables; ours have another layout
 
     @register_to_config
@@ -97,17 +100,30 @@ class FreePropTransformer(WanTransformer3DModel):
                 "and first-frame latents (+ mask channels)"
             )
         super().__init__(
-            patch_size=patch_size, num_attention_heads=num_attention_heads, attention_head_dim=attention_head_dim,
-            in_channels=in_channels, out_channels=out_channels, text_dim=text_dim, freq_dim=freq_dim,
-            ffn_dim=ffn_dim, num_layers=num_layers, cross_attn_norm=cross_attn_norm, qk_norm=qk_norm, eps=eps,
-            image_dim=image_dim, added_kv_proj_dim=added_kv_proj_dim, rope_max_seq_len=rope_max_seq_len,
+            patch_size=patch_size,
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            text_dim=text_dim,
+            freq_dim=freq_dim,
+            ffn_dim=ffn_dim,
+            num_layers=num_layers,
+            cross_attn_norm=cross_attn_norm,
+            qk_norm=qk_norm,
+            eps=eps,
+            image_dim=image_dim,
+            added_kv_proj_dim=added_kv_proj_dim,
+            rope_max_seq_len=rope_max_seq_len,
             pos_embed_seq_len=pos_embed_seq_len,
         )
         self.ast_rope = ASTRotaryPosEmbed(attention_head_dim)
         self.alpha_predictor = AlphaPredictor(
             out_channels, predictor_dim, predictor_layers, predictor_heads, predictor_pool, alpha_t_max
         )
-        self.register_buffer("head_types", torch.zeros(num_layers, num_attention_heads, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "head_types", torch.zeros(num_layers, num_attention_heads, dtype=torch.long), persistent=False
+        )
         self.set_head_map(head_map)
         for i, block in enumerate(self.blocks):
             block.attn1.set_processor(ASTRoPEAttnProcessor(i))
@@ -183,7 +199,10 @@ class FreePropTransformer(WanTransformer3DModel):
         hidden_states = hidden_states.flatten(2).transpose(1, 2).contiguous()  # (B, S, D)
         ts_seq_len = timestep.shape[1] if timestep.ndim == 2 else None
         temb, timestep_proj, encoder_hidden_states, encoder_hidden_states_image = self.condition_embedder(
-            timestep.flatten(), encoder_hidden_states, encoder_hidden_states_image, timestep_seq_len=ts_seq_len
+            timestep.flatten(),
+            encoder_hidden_states,
+            encoder_hidden_states_image,
+            timestep_seq_len=ts_seq_len,
         )
         timestep_proj = timestep_proj.unflatten(2 if ts_seq_len else 1, (6, -1))  # (B, 6, D)
         if encoder_hidden_states_image is not None:
@@ -211,11 +230,15 @@ class FreePropTransformer(WanTransformer3DModel):
         hidden_states = (self.norm_out(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
         hidden_states = self.proj_out(hidden_states)  # (B, S, C·p_t·p_h·p_w)
         hidden_states = hidden_states.reshape(batch, ppf, pph, ppw, p_t, p_h, p_w, -1)
-        output = hidden_states.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)  # (B, C, F, H, W)
+        output = (
+            hidden_states.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        )  # (B, C, F, H, W)
 
         if not return_dict:
             return (output, features) if wanted else (output,)
-        return FreePropTransformerOutput(sample=output, alpha_s=alpha_s, alpha_t=alpha_t, features=features or None)
+        return FreePropTransformerOutput(
+            sample=output, alpha_s=alpha_s, alpha_t=alpha_t, features=features or None
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +246,9 @@ class FreePropTransformer(WanTransformer3DModel):
 # ----------------------------------------------------------------------------------------------
 
 
-def first_frame_mask(batch: int, mask_channels: int, frames: int, height: int, width: int, device=None, dtype=None):
+def first_frame_mask(
+    batch: int, mask_channels: int, frames: int, height: int, width: int, device=None, dtype=None
+):
     """M: `(B, mask_channels, F', h, w)`, ones on latent frame 0, zeros elsewhere.
 
     Wan I2V builds its mask per pixel frame and folds the VAE's 4-frame temporal stride into 4
@@ -250,7 +275,10 @@ def build_ffp_input(
     """
     if first_frame.ndim == 4:
         first_frame = first_frame.unsqueeze(2)
-    if noisy.shape != source.shape or first_frame.shape[:2] + first_frame.shape[3:] != noisy.shape[:2] + noisy.shape[3:]:
+    if (
+        noisy.shape != source.shape
+        or first_frame.shape[:2] + first_frame.shape[3:] != noisy.shape[:2] + noisy.shape[3:]
+    ):
         raise ValueError(
             f"latent shapes disagree: noisy {tuple(noisy.shape)}, source {tuple(source.shape)}, "
             f"first frame {tuple(first_frame.shape)}"
