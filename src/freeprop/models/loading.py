@@ -1,7 +1,17 @@
 """Load a `FreePropTransformer` from a preset name, a diffusers-format folder, or safetensors weights.
 
-Loading is strict: a state dict must match the model exactly, and every missing key, unexpected key
-and shape mismatch is reported in one error. Weights are read with safetensors only (no pickle).
+Three sources, one strict rule — a state dict must match the model exactly, and every missing key,
+unexpected key and shape mismatch is reported in one error. Weights are read with safetensors only.
+
+- **Preset + weights** in diffusers key layout (what `save_pretrained` / our trainer write).
+- **Diffusers folder** (`config.json` + `diffusion_pytorch_model*.safetensors`, or a pipeline folder
+  with `transformer/`).
+- **Original Wan2.1 Fun-Control checkpoint** (VideoX-Fun / Wan key layout: `blocks.0.self_attn.q`,
+  `head.modulation`, norm2/norm3 in Wan's order, ...). Keys are renamed with diffusers' own
+  `convert_wan_transformer_to_diffusers` (the `convert_wan_to_diffusers` map, including the
+  norm2 ↔ norm3 swap and the `img_emb.proj.{0,1,3,4}` → image-embedder names), loaded strictly into
+  a `WanTransformer3DModel` whose config is read off the tensor shapes, and then widened by
+  `expand_input_channels` with zero-initialised channels for the first-frame mask M.
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ from safetensors.torch import load_file
 
 from freeprop.errors import FreePropInputError
 from freeprop.models.presets import PRESETS, get_preset
-from freeprop.models.transformer import FreePropTransformer
+from freeprop.models.ast_rope import AlphaPredictor
+from freeprop.models.transformer import FreePropTransformer, widen_patch_embedding
 
 
 def check_state_dict(
@@ -59,6 +70,107 @@ def load_weights(
     model.load_state_dict(state, strict=False)
 
 
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from one `.safetensors` file or every `*.safetensors` shard in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise FreePropInputError(f"{path}: no .safetensors files in this folder")
+    elif path.is_file():
+        if path.suffix != ".safetensors":
+            raise FreePropInputError(
+                f"{path}: only .safetensors weights are loaded (no pickle); convert the file"
+            )
+        files = [path]
+    else:
+        raise FreePropInputError(f"{path}: weights file not found; pass a .safetensors file or folder")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    return state
+
+
+def is_original_wan_layout(state: dict[str, torch.Tensor]) -> bool:
+    """True for Wan / VideoX-Fun key names (`blocks.N.self_attn.q.weight`, `head.head.weight`)."""
+    return any(".self_attn." in k or k.startswith("head.head") for k in state)
+
+
+def wan_config_from_state(state: dict[str, torch.Tensor], head_dim: int = 128) -> dict:
+    """`WanTransformer3DModel` kwargs read off a diffusers-layout Wan state dict (head dim 128 as all Wan2.1)."""
+    patch = state["patch_embedding.weight"]  # (D, in, p_t, p_h, p_w)
+    dim = patch.shape[0]
+    out_channels = state["proj_out.weight"].shape[0] // (patch.shape[2] * patch.shape[3] * patch.shape[4])
+    image = state.get("condition_embedder.image_embedder.norm1.weight")
+    return dict(
+        patch_size=tuple(patch.shape[2:]),
+        num_attention_heads=dim // head_dim,
+        attention_head_dim=head_dim,
+        in_channels=patch.shape[1],
+        out_channels=out_channels,
+        text_dim=state["condition_embedder.text_embedder.linear_1.weight"].shape[1],
+        freq_dim=state["condition_embedder.time_embedder.linear_1.weight"].shape[1],
+        ffn_dim=state["blocks.0.ffn.net.0.proj.weight"].shape[0],
+        num_layers=1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks.")),
+        cross_attn_norm="blocks.0.norm2.weight" in state,
+        image_dim=None if image is None else image.shape[0],
+        added_kv_proj_dim=None if image is None else dim,
+    )
+
+
+def load_fun_control(
+    weights: str | os.PathLike, mask_channels: int = 4, head_dim: int = 128, **freeprop_kwargs
+) -> FreePropTransformer:
+    """A FreeProp model from a Wan2.1 Fun-Control checkpoint (original or diffusers key layout).
+
+    The model is built on the `meta` device and takes the checkpoint's tensors as they are (no
+    random init of billions of weights, and a bf16 checkpoint stays bf16); only the AlphaPredictor
+    is freshly initialised (α_S = 0, α_T = 1) and M's `patch_embedding` channels start at zero.
+
+    Args:
+        weights: a `.safetensors` file or a folder of shards (`diffusion_pytorch_model*.safetensors`).
+        mask_channels: channels added for the first-frame mask M (4 for the Wan VAE).
+        freeprop_kwargs: `FreePropTransformer` options (head_map, use_ast_rope, predictor sizes, ...).
+    """
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    # 1. Read and rename to diffusers' keys.
+    state = read_safetensors(weights)
+    if is_original_wan_layout(state):
+        state = convert_wan_transformer_to_diffusers(state)
+    if "patch_embedding.weight" not in state:
+        raise FreePropInputError(f"{weights}: not a Wan transformer checkpoint (no patch_embedding.weight)")
+    config = wan_config_from_state(state, head_dim)
+    if config["in_channels"] != 3 * config["out_channels"]:
+        raise FreePropInputError(
+            f"{weights}: {config['in_channels']} input channels; a Fun-Control checkpoint has 3x{config['out_channels']}"
+        )
+
+    # 2. Strict check against the Wan architecture the shapes describe.
+    with torch.device("meta"):
+        check_state_dict(WanTransformer3DModel(**config), state)
+
+    # 3. FreeProp on meta: widen the patch embedding, add a fresh predictor, take the tensors.
+    kwargs = {**config, **freeprop_kwargs, "in_channels": config["in_channels"] + mask_channels}
+    with torch.device("meta"):
+        model = FreePropTransformer(**kwargs)
+    cfg = model.config
+    predictor = AlphaPredictor(
+        cfg.out_channels,
+        cfg.predictor_dim,
+        cfg.predictor_layers,
+        cfg.predictor_heads,
+        cfg.predictor_pool,
+        cfg.alpha_t_max,
+    )
+    state["patch_embedding.weight"] = widen_patch_embedding(state["patch_embedding.weight"], mask_channels)
+    state.update({f"alpha_predictor.{k}": v for k, v in predictor.state_dict().items()})
+    model.load_state_dict(state, strict=True, assign=True)
+    model.init_buffers()
+    return model
+
+
 def model_folder(path: Path) -> Path:
     """The folder holding the transformer's config.json: `path/transformer/` or `path` itself."""
     sub = path / "transformer"
@@ -68,6 +180,42 @@ def model_folder(path: Path) -> Path:
             f"{path}: no config.json here or in transformer/; pass a diffusers-format folder"
         )
     return folder
+
+
+def _cast(
+    state: dict[str, torch.Tensor], dtype: torch.dtype | None, keep_fp32: list[str]
+) -> dict[str, torch.Tensor]:
+    """Cast floating tensors to `dtype`, except those of modules diffusers keeps in float32."""
+    if dtype is None:
+        return state
+    keep = set(keep_fp32)
+    return {
+        k: v if not v.is_floating_point() or keep & set(k.split(".")) else v.to(dtype)
+        for k, v in state.items()
+    }
+
+
+def load_transformer_folder(
+    folder: str | os.PathLike, torch_dtype: torch.dtype | None = None
+) -> FreePropTransformer:
+    """Strictly load a folder written by `FreePropTransformer.save_pretrained` (sharded or not).
+
+    Built on `meta` and filled with the checkpoint's tensors (no random init); every missing,
+    unexpected or mis-shaped tensor is reported. (diffusers' own `from_pretrained` lets a missing
+    tensor through silently.)
+    """
+    folder = Path(folder)
+    try:
+        config = FreePropTransformer.load_config(folder)
+    except (OSError, ValueError) as err:
+        raise FreePropInputError(f"{folder}: unreadable config.json ({err.__class__.__name__})") from None
+    with torch.device("meta"):
+        model = FreePropTransformer.from_config(config)
+    state = read_safetensors(folder)
+    check_state_dict(model, state)
+    model.load_state_dict(_cast(state, torch_dtype, model._keep_in_fp32_modules), strict=True, assign=True)
+    model.init_buffers()
+    return model.eval()
 
 
 def model_config(name_or_path: str | os.PathLike) -> dict:
@@ -96,7 +244,7 @@ def load_transformer(
             load_weights(model, weights)
         return model if torch_dtype == torch.float32 else model.to(torch_dtype)
     model_config(spec)  # validates the path with a clear message
-    model = FreePropTransformer.from_pretrained(model_folder(Path(spec)), torch_dtype=torch_dtype)
+    model = load_transformer_folder(model_folder(Path(spec)), torch_dtype)
     if weights is not None:
         load_weights(model, weights)
     return model

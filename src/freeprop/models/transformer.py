@@ -138,6 +138,17 @@ class FreePropTransformer(WanTransformer3DModel):
     def mask_channels(self) -> int:
         return self.config.in_channels - 3 * self.config.out_channels
 
+    def init_buffers(self) -> None:
+        """(Re)build the non-persistent buffers (RoPE tables, head types), e.g. after loading onto `meta`."""
+        cfg = self.config
+        self.rope = type(self.rope)(cfg.attention_head_dim, cfg.patch_size, cfg.rope_max_seq_len)
+        self.register_buffer(
+            "head_types",
+            torch.zeros(cfg.num_layers, cfg.num_attention_heads, dtype=torch.long),
+            persistent=False,
+        )
+        self.set_head_map(cfg.head_map)
+
     def set_head_map(self, head_map: dict | None) -> None:
         """Install a spatial/temporal head map (paper §8.1); it is saved in `config.json`."""
         n_layers, n_heads = self.config.num_layers, self.config.num_attention_heads
@@ -295,6 +306,12 @@ def build_ffp_input(
 # ----------------------------------------------------------------------------------------------
 
 
+def widen_patch_embedding(weight: torch.Tensor, mask_channels: int) -> torch.Tensor:
+    """`(D, 3C, p_t, p_h, p_w)` → `(D, 3C + mask_channels, ...)`: the new input channels start at zero."""
+    extra = weight.new_zeros(weight.shape[0], mask_channels, *weight.shape[2:])
+    return torch.cat([weight, extra], dim=1)
+
+
 def expand_input_channels(
     base: WanTransformer3DModel, mask_channels: int = 4, **freeprop_kwargs
 ) -> FreePropTransformer:
@@ -317,9 +334,7 @@ def expand_input_channels(
         model = model.to(base.dtype)
 
     state = base.state_dict()
-    weight = state["patch_embedding.weight"]  # (D, 3C, p_t, p_h, p_w)
-    extra = weight.new_zeros(weight.shape[0], mask_channels, *weight.shape[2:])
-    state["patch_embedding.weight"] = torch.cat([weight, extra], dim=1)
+    state["patch_embedding.weight"] = widen_patch_embedding(state["patch_embedding.weight"], mask_channels)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("alpha_predictor.")]
     if missing or unexpected:

@@ -1,0 +1,482 @@
+"""FreePropPipeline: first-frame propagation inference, diffusers-style.
+
+Given a source video V and an edited first frame v̂, generate the edited video (paper §4.1):
+
+1. bring V and v̂ to a model-valid size (H, W multiples of codec stride × patch) and frame count
+   (k·temporal_factor + 1 for the Wan VAE), padding the video in time by repeating its last frame;
+2. encode z_src = E(V) and ẑ = E(v̂) with the latent codec; optional UMT5 text and CLIP image embeddings;
+3. integrate the flow-matching ODE from noise with the scheduler, the transformer seeing
+   `[z_t | z_src | ẑ zero-padded | M]` at every step (classifier-free guidance when a prompt is given);
+4. decode, map back to the user's size and frame count, and (by default) put v̂ itself at frame 0.
+
+**Long videos** (beyond the paper, as Señorita-2M chains clips): a source longer than the model's
+window is processed in windows of `window_frames`; window k starts `window_frames − overlap` frames
+after window k−1 and is conditioned on the frame that window k−1 generated at its start, so the
+edit is carried forward. The `overlap` frames both windows produce are cross-faded linearly.
+
+Components: `transformer` (FreePropTransformer), `scheduler` (flow matching: Euler or UniPC), and
+optionally `vae` (AutoencoderKLWan; without it a lossless PixelCodec is used, for tiny models),
+`text_encoder` + `tokenizer` (UMT5, 512 tokens), `image_encoder` + `image_processor` (CLIP ViT-H, for
+checkpoints with an image branch, as Fun-Control has).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers.loaders import WanLoraLoaderMixin
+from diffusers.utils import BaseOutput
+from PIL import Image
+
+from freeprop.codecs import PixelCodec, WanVAECodec, latent_num_frames
+from freeprop.errors import FreePropInputError
+from freeprop.models.transformer import FreePropTransformer, build_ffp_input
+from freeprop.video import atomic_path, from_tensor, resize_cover_crop, to_tensor
+
+TEXT_TOKENS = 512  # Wan pads umT5 output to 512 tokens (its I2V cross-attention assumes it)
+IMAGE_TOKENS = 257  # CLIP ViT-H/14 penultimate hidden states at 224 px
+
+
+def make_scheduler(kind: str = "unipc", shift: float = 3.0):
+    """Flow-matching scheduler. Wan's defaults: UniPC, shift 3.0 at 480p and 5.0 at 720p."""
+    if kind == "unipc":
+        return UniPCMultistepScheduler(
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=shift,
+            num_train_timesteps=1000,
+        )
+    if kind == "euler":
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+    raise FreePropInputError(f"unknown scheduler {kind!r}; choose 'unipc' or 'euler'")
+
+
+@dataclass
+class FreePropPipelineOutput(BaseOutput):
+    frames: (
+        np.ndarray | torch.Tensor | list
+    )  # np: uint8 [F, H, W, 3]; pt: float [F, 3, H, W] in [0, 1]; pil: list
+    alphas: list[tuple[float, float]]  # (α_S, α_T) predicted for each window
+
+
+def _as_frames(video) -> np.ndarray:
+    """uint8 [F, H, W, 3] from an array, a `Video`, a list of PIL images or a float tensor [F, 3, H, W] in [0, 1]."""
+    if hasattr(video, "frames") and hasattr(video, "fps"):
+        video = video.frames
+    if isinstance(video, list | tuple) and video and isinstance(video[0], Image.Image):
+        video = np.stack([np.asarray(im.convert("RGB")) for im in video])
+    if isinstance(video, torch.Tensor):
+        video = (video.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise FreePropInputError(f"source video must be uint8 [F, H, W, 3], got {video.dtype} {video.shape}")
+    return video
+
+
+def _as_image(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        image = _as_frames(image[None])[0]
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise FreePropInputError(f"first frame must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    return image
+
+
+def _resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    return resize_cover_crop(frames, height, width)[0]
+
+
+def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
+    """Start frame of each window: the first at 0, then every `window − overlap` until the end is covered."""
+    if not 1 <= overlap < window:
+        raise FreePropInputError(
+            f"overlap must be in 1..{window - 1} for {window}-frame windows, got {overlap}"
+        )
+    starts = [0]
+    while starts[-1] + window < num_frames:
+        starts.append(starts[-1] + window - overlap)
+    return starts
+
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name
+TRAINED_MODULES = (
+    "trained_modules.safetensors"  # fully trained modules beside the LoRA (AST-RoPE predictor, M channels)
+)
+TRAINED_MODULE_PREFIXES = ("alpha_predictor.", "patch_embedding.")
+
+
+def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) -> Path:
+    """Write what fine-tuning changed: the LoRA (diffusers format) and the fully trained modules.
+
+    `folder/pytorch_lora_weights.safetensors` holds the peft LoRA layers under `transformer.` (as
+    diffusers' `save_lora_weights`); `folder/trained_modules.safetensors` holds the AlphaPredictor and
+    `patch_embedding` (the mask channels M train fully, paper §4.1–4.2).
+    """
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if getattr(transformer, "peft_config", None):
+        FreePropPipeline.save_lora_weights(
+            folder, transformer_lora_layers=get_peft_model_state_dict(transformer)
+        )
+    trained = {
+        k: v.detach().contiguous().cpu()
+        for k, v in transformer.state_dict().items()
+        if k.startswith(TRAINED_MODULE_PREFIXES) and "lora" not in k
+    }
+    with atomic_path(folder / TRAINED_MODULES) as tmp:
+        save_file(trained, str(tmp))
+    return folder
+
+
+class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
+    """First-frame propagation with a `FreePropTransformer` (see the module docstring).
+
+    LoRA support comes from diffusers' `WanLoraLoaderMixin` (`load_lora_weights`, `fuse_lora`,
+    `unload_lora_weights`); `load_adapter` also restores the fully trained FreeProp modules.
+    """
+
+    model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
+    _optional_components = ["vae", "text_encoder", "tokenizer", "image_encoder", "image_processor"]
+
+    def __init__(
+        self,
+        transformer: FreePropTransformer,
+        scheduler,
+        vae=None,
+        text_encoder=None,
+        tokenizer=None,
+        image_encoder=None,
+        image_processor=None,
+        sample_size: tuple[int, int] | list[int] | None = None,
+        window_frames: int | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            image_encoder=image_encoder,
+            image_processor=image_processor,
+        )
+        # sample_size: the model's native (H, W), e.g. the resolution the bundled tiny model was trained at;
+        # window_frames: frames per window (default 81 with the Wan VAE, 17 with the pixel codec).
+        self.register_to_config(
+            sample_size=list(sample_size) if sample_size else None, window_frames=window_frames
+        )
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, torch_dtype: torch.dtype | None = None, **kwargs):
+        """Load a pipeline folder written by `save_pretrained` (local only; strict for the transformer).
+
+        Components other than the transformer load with their own libraries' `from_pretrained`
+        (diffusers schedulers and `AutoencoderKLWan`, transformers' UMT5 / CLIP), never with
+        `trust_remote_code`. `kwargs` override entries of `model_index.json` (e.g. `window_frames`).
+        """
+        import json
+
+        import diffusers
+        import transformers
+
+        from freeprop.models.loading import load_transformer_folder
+
+        folder = Path(folder)
+        index_file = folder / "model_index.json"
+        if not index_file.is_file():
+            raise FreePropInputError(
+                f"{folder}: no model_index.json; pass a folder written by save_pretrained"
+            )
+        index = json.loads(index_file.read_text())
+        parts = {"transformer": load_transformer_folder(folder / "transformer", torch_dtype)}
+        for name in ("scheduler", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor"):
+            library, class_name = index.get(name) or (None, None)
+            if class_name is None:
+                continue
+            if library not in ("diffusers", "transformers"):
+                raise FreePropInputError(
+                    f"{folder}: component {name} comes from {library!r}; only diffusers/transformers"
+                )
+            component_cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+            extra = (
+                {"torch_dtype": torch_dtype}
+                if torch_dtype and name in ("vae", "text_encoder", "image_encoder")
+                else {}
+            )
+            parts[name] = component_cls.from_pretrained(folder / name, **extra)
+        options = {k: index[k] for k in ("sample_size", "window_frames") if k in index}
+        return cls(**parts, **{**options, **kwargs})
+
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def codec(self):
+        if self.vae is not None:
+            return WanVAECodec(self.vae)
+        channels = self.transformer.config.out_channels
+        factor = round((channels / 3) ** 0.5)
+        if 3 * factor * factor != channels:
+            raise FreePropInputError(
+                f"a {channels}-channel model needs its VAE; load a pipeline folder with vae/"
+            )
+        return PixelCodec(factor)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.codec.spatial_factor * self.transformer.config.patch_size[1]
+
+    def default_window(self) -> int:
+        if self.config.window_frames:
+            return self.config.window_frames
+        return 81 if self.codec.temporal_factor > 1 else 17
+
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (H, W) the model runs at: `sample_size` if set, else the input rounded to the size multiple."""
+        if self.config.sample_size:
+            return tuple(self.config.sample_size)
+        m = self.size_multiple
+        return max(m, round(height / m) * m), max(m, round(width / m) * m)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str | list[str], device) -> torch.Tensor:
+        """UMT5 embeddings `(B, 512, text_dim)`, zero past each prompt's length (as diffusers' Wan pipelines)."""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise FreePropInputError(
+                "this model has no text encoder; drop --prompt or load a pipeline with one"
+            )
+        prompt = [prompt] if isinstance(prompt, str) else list(prompt)
+        tokens = self.tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=TEXT_TOKENS,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        ids, mask = (
+            tokens.input_ids.to(self.text_encoder.device),
+            tokens.attention_mask.to(self.text_encoder.device),
+        )
+        hidden = self.text_encoder(ids, mask).last_hidden_state.to(device)  # (B, 512, text_dim)
+        return hidden * mask.to(device)[..., None].to(hidden.dtype)
+
+    @torch.no_grad()
+    def encode_image(self, image: np.ndarray, device) -> torch.Tensor:
+        """CLIP penultimate hidden states of the first frame `(1, 257, image_dim)` (Wan I2V / Fun-Control)."""
+        inputs = self.image_processor(images=Image.fromarray(image), return_tensors="pt").to(
+            self.image_encoder.device
+        )
+        return self.image_encoder(**inputs, output_hidden_states=True).hidden_states[-2].to(device)
+
+    def load_adapter(
+        self, path: str | os.PathLike, fuse: bool = False, adapter_name: str = "freeprop"
+    ) -> None:
+        """Load a fine-tuning result written by `save_adapter` (a folder), or a bare LoRA `.safetensors` file."""
+        from freeprop.models.loading import read_safetensors
+
+        path = Path(path)
+        if not path.exists():
+            raise FreePropInputError(f"{path}: no such LoRA file or folder; check --lora")
+        lora = path / LORA_WEIGHTS if path.is_dir() else path
+        trained = path / TRAINED_MODULES if path.is_dir() else None
+        if not lora.is_file() and not (trained and trained.is_file()):
+            raise FreePropInputError(f"{path}: holds neither {LORA_WEIGHTS} nor {TRAINED_MODULES}")
+        if trained is not None and trained.is_file():
+            state = read_safetensors(trained)
+            own = self.transformer.state_dict()
+            bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+            if bad or not all(k.startswith(TRAINED_MODULE_PREFIXES) for k in state):
+                raise FreePropInputError(
+                    f"{trained}: does not fit this model (keys {bad[:3]}); was it trained on it?"
+                )
+            self.transformer.load_state_dict(state, strict=False)
+        if lora.is_file():
+            try:
+                self.load_lora_weights(str(lora), adapter_name=adapter_name)
+            except (ValueError, KeyError, RuntimeError) as err:
+                raise FreePropInputError(
+                    f"{lora}: not a LoRA for this model ({str(err).splitlines()[0]})"
+                ) from None
+            if fuse:
+                self.fuse_lora(components=["transformer"])
+
+    # ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        source_video,
+        first_frame,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: float = 5.0,
+        generator: torch.Generator | None = None,
+        output_type: str = "np",
+        window_frames: int | None = None,
+        overlap: int = 1,
+        replace_first_frame: bool = True,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> FreePropPipelineOutput:
+        """Propagate `first_frame`'s edit through `source_video`.
+
+        Args:
+            source_video: uint8 `[F, H, W, 3]`, a `Video`, a list of PIL images, or `[F, 3, H, W]` in [0, 1].
+            first_frame: the edited frame 0, uint8 `[H, W, 3]` or PIL; same aspect ratio as the video (±1 %).
+            prompt / negative_prompt: optional text (needs a text encoder); enables classifier-free guidance.
+            num_frames: output frames (default: all source frames).
+            height, width: output size (default: the source's).
+            window_frames, overlap: long-video windows (default window: `config.window_frames` or 81/17).
+            replace_first_frame: put `first_frame` itself at output frame 0 (it is the user's edit).
+            callback: called as `callback(step, total_steps)` after each denoising step.
+        """
+        # 1. Validate and bring inputs to the model's size and frame count.
+        frames = _as_frames(source_video)
+        edit = _as_image(first_frame)
+        src_h, src_w = frames.shape[1:3]
+        ratio_video, ratio_edit = src_w / src_h, edit.shape[1] / edit.shape[0]
+        if abs(ratio_edit / ratio_video - 1) > 0.01:
+            raise FreePropInputError(
+                f"first frame is {edit.shape[1]}x{edit.shape[0]} (aspect {ratio_edit:.3f}) but the video is "
+                f"{src_w}x{src_h} (aspect {ratio_video:.3f}); export the edited frame at the video's size"
+            )
+        out_h, out_w = height or src_h, width or src_w
+        num_frames = num_frames or len(frames)
+        if num_frames > len(frames):
+            raise FreePropInputError(f"asked for {num_frames} frames but the video has {len(frames)}")
+        frames = frames[:num_frames]
+        codec = self.codec
+        window = window_frames or self.default_window()
+        if (window - 1) % codec.temporal_factor:
+            raise FreePropInputError(
+                f"window of {window} frames: this codec needs k·{codec.temporal_factor}+1"
+            )
+        model_h, model_w = self.model_size(src_h, src_w)
+        if model_h % self.size_multiple or model_w % self.size_multiple:
+            raise FreePropInputError(
+                f"model size {model_h}x{model_w} is not a multiple of {self.size_multiple}"
+            )
+
+        device = self._execution_device
+        dtype = self.transformer.dtype
+        source = _resize(frames, model_h, model_w)  # (F, h, w, 3)
+        edit_small = _resize(edit, model_h, model_w)
+        if len(source) < window:  # a short clip: one window sized to the clip (k·t + 1 frames)
+            t = codec.temporal_factor
+            window = (len(source) - 1 + t - 1) // t * t + 1
+        starts = window_starts(len(source), window, overlap)
+        padded_len = starts[-1] + window
+        source = np.concatenate([source, np.repeat(source[-1:], padded_len - len(source), axis=0)])
+
+        # 2. Conditions shared by all windows: text (with CFG) and CLIP image tokens.
+        do_cfg = prompt is not None and guidance_scale > 1.0
+        if prompt is not None:
+            text = self.encode_prompt(prompt, device)
+            if do_cfg:
+                text = torch.cat([self.encode_prompt(negative_prompt or "", device), text])
+        elif negative_prompt is not None:
+            raise FreePropInputError("negative_prompt needs a prompt")
+        else:
+            text = torch.zeros(1, TEXT_TOKENS, self.transformer.config.text_dim, device=device)
+        image = None
+        if self.transformer.config.image_dim:
+            if self.image_encoder is not None:
+                image = self.encode_image(edit_small, device)
+            else:  # no CLIP: zeros, as VideoX-Fun does when no clip image is given
+                image = torch.zeros(1, IMAGE_TOKENS, self.transformer.config.image_dim, device=device)
+            image = image.repeat(text.shape[0], 1, 1)
+
+        # 3. Windows: each conditioned on the frame its predecessor generated at its start.
+        output = np.zeros_like(source)
+        alphas = []
+        with self.progress_bar(total=len(starts) * num_inference_steps) as bar:
+            for k, start in enumerate(starts):
+                first = edit_small if k == 0 else output[start]
+                video = self._denoise_window(
+                    source[start : start + window],
+                    first,
+                    text.to(dtype),
+                    None if image is None else image.to(dtype),
+                    codec,
+                    num_inference_steps,
+                    guidance_scale if do_cfg else None,
+                    generator,
+                    device,
+                    dtype,
+                    lambda step: (
+                        bar.update(),
+                        callback
+                        and callback(k * num_inference_steps + step, len(starts) * num_inference_steps),
+                    ),
+                    alphas,
+                )
+                if k == 0:
+                    output[:window] = video
+                else:  # cross-fade the frames both windows produced
+                    blend = (np.arange(overlap) / overlap)[:, None, None, None]
+                    old = output[start : start + overlap].astype(np.float32)
+                    output[start : start + overlap] = np.round(
+                        old * (1 - blend) + video[:overlap] * blend
+                    ).astype(np.uint8)
+                    output[start + overlap : start + window] = video[overlap:]
+
+        # 4. Back to the user's frame count and size; the edit itself at frame 0.
+        result = _resize(output[:num_frames], out_h, out_w)
+        if replace_first_frame:
+            result[0] = _resize(edit, out_h, out_w)
+        self.maybe_free_model_hooks()
+        if output_type == "pt":
+            result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
+        elif output_type == "pil":
+            result = [Image.fromarray(f) for f in result]
+        elif output_type != "np":
+            raise FreePropInputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}")
+        return FreePropPipelineOutput(frames=result, alphas=alphas)
+
+    def _denoise_window(
+        self, source, first, text, image, codec, steps, guidance, generator, device, dtype, on_step, alphas
+    ) -> np.ndarray:
+        """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`."""
+        # a. Latents of the source and of the first frame (a one-frame video).
+        z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
+        z_first = codec.encode(to_tensor(first[None])[None].to(device)).to(dtype)  # (1, C, 1, h, w)
+        shape = (1, codec.latent_channels, latent_num_frames(codec, len(source)), *z_src.shape[-2:])
+        latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
+        batch = text.shape[0]
+        alpha_s, alpha_t = self.transformer.predict_alphas(z_src)
+        alphas.append((float(alpha_s[0]), float(alpha_t[0])))
+        alpha_pair = (alpha_s.repeat(batch), alpha_t.repeat(batch))
+
+        # b. Integrate the flow ODE.
+        self.scheduler.set_timesteps(steps, device=device)
+        for i, t in enumerate(self.scheduler.timesteps):
+            x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
+            x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
+            velocity = self.transformer(
+                x, t.expand(batch).to(device), text, image, alphas=alpha_pair
+            ).sample.float()
+            if guidance is not None:
+                uncond, cond = velocity.chunk(2)
+                velocity = uncond + guidance * (cond - uncond)
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+            on_step(i + 1)
+
+        # c. Decode.
+        video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
+        return from_tensor(video)[: len(source)]

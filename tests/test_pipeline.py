@@ -1,0 +1,220 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKLWan
+from safetensors.torch import load_file, save_file
+
+from freeprop import FreePropPipeline
+from freeprop.errors import FreePropInputError
+from freeprop.models import build_transformer
+from freeprop.pipeline import make_scheduler, save_adapter, window_starts
+from tests.conftest import moving_pattern
+
+
+def tiny_pipeline(**kwargs) -> FreePropPipeline:
+    torch.manual_seed(0)
+    transformer = build_transformer("tiny").eval()
+    torch.nn.init.normal_(transformer.alpha_predictor.head_s.weight, std=0.5)  # make AST-RoPE do something
+    return FreePropPipeline(transformer, make_scheduler("unipc"), **kwargs)
+
+
+def run(pipe, clip, edit, seed=0, **kwargs):
+    kwargs.setdefault("num_inference_steps", 3)
+    return pipe(clip, edit, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return moving_pattern(frames=17, height=32, width=48)
+
+
+def test_deterministic_for_fixed_generator(clip):
+    pipe = tiny_pipeline()
+    edit = 255 - clip[0]
+    a, b, c = run(pipe, clip, edit), run(pipe, clip, edit), run(pipe, clip, edit, seed=1)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert np.abs(a.frames[1:].astype(int) - c.frames[1:]).max() > 0
+    assert a.frames.shape == clip.shape and a.frames.dtype == np.uint8
+    assert len(a.alphas) == 1 and a.alphas[0][0] != 0.0  # α_S from the (perturbed) predictor
+
+
+def test_first_frame_consistency(clip):
+    """Frame 0 is the user's edit exactly when re-imposed; without, the pixel codec keeps it close."""
+    pipe = tiny_pipeline()
+    edit = 255 - clip[0]
+    imposed = run(pipe, clip, edit).frames
+    np.testing.assert_array_equal(imposed[0], edit)
+    raw = run(pipe, clip, edit, replace_first_frame=False).frames
+    np.testing.assert_array_equal(raw[1:], imposed[1:])  # only frame 0 differs
+    assert raw[0].shape == edit.shape
+
+
+def test_maps_back_to_user_size_and_frame_count():
+    pipe = tiny_pipeline()
+    clip = moving_pattern(frames=23, height=30, width=46)  # sizes not multiples of the model stride
+    edit = clip[0]
+    out = run(pipe, clip, edit, num_frames=20, num_inference_steps=2)
+    assert out.frames.shape == (20, 30, 46, 3)
+    assert run(pipe, clip, edit, height=60, width=92, num_inference_steps=2).frames.shape == (23, 60, 92, 3)
+    pil = run(pipe, clip, edit, output_type="pil", num_inference_steps=1).frames
+    assert len(pil) == 23 and pil[0].size == (46, 30)
+    pt = run(pipe, clip, edit, output_type="pt", num_inference_steps=1).frames
+    assert pt.shape == (23, 3, 30, 46) and 0 <= pt.min() and pt.max() <= 1
+
+
+def test_window_starts_cover_the_video():
+    assert window_starts(17, 17, 1) == [0]
+    assert window_starts(41, 17, 1) == [0, 16, 32]  # windows end at 16, 32, 48 ≥ 40
+    assert window_starts(40, 17, 5) == [0, 12, 24]
+    with pytest.raises(FreePropInputError):
+        window_starts(40, 17, 17)
+
+
+def test_long_video_in_three_windows_has_no_large_seam():
+    pipe = tiny_pipeline()
+    clip = moving_pattern(frames=41, height=32, width=32, speed=1)
+    edit = clip[0]
+    out = run(pipe, clip, edit, window_frames=17, overlap=3, num_inference_steps=2)
+    assert out.frames.shape == (41, 32, 32, 3) and len(out.alphas) == 3
+    diffs = np.abs(np.diff(out.frames.astype(np.float32), axis=0)).mean(
+        axis=(1, 2, 3)
+    )  # diffs[i] = |f(i+1) − f(i)|
+    starts = window_starts(41, 17, 3)
+    seam = [
+        diffs[s + 3 - 1] for s in starts[1:]
+    ]  # last cross-faded frame → first frame owned by the new window
+    within = [d for i, d in enumerate(diffs) if i + 1 not in {s + o for s in starts[1:] for o in range(4)}]
+    assert max(seam) <= max(within)
+
+
+def test_vae_pipeline_and_save_load_round_trip(tmp_path):
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    ).eval()
+    transformer = build_transformer("tiny", latent_channels=16, mask_channels=4).eval()
+    pipe = FreePropPipeline(transformer, make_scheduler("euler", shift=3.0), vae=vae, window_frames=9)
+    clip = moving_pattern(frames=11, height=40, width=40)  # 11 frames → padded to 13 = 4·3+1, size → 32x32
+    out = run(pipe, clip, clip[0], num_inference_steps=2)
+    assert out.frames.shape == (11, 40, 40, 3)
+    assert pipe.size_multiple == 16 and pipe.model_size(40, 40) == (32, 32)
+
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = FreePropPipeline.from_pretrained(tmp_path / "pipe")
+    assert (
+        type(loaded.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+        and loaded.config.window_frames == 9
+    )
+    np.testing.assert_array_equal(run(loaded, clip, clip[0], num_inference_steps=2).frames, out.frames)
+
+
+def test_strict_folder_loading(tmp_path):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "pipe")
+    weights = tmp_path / "pipe" / "transformer" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state.pop("proj_out.bias")
+    save_file(state, weights)
+    with pytest.raises(FreePropInputError, match="missing keys: proj_out.bias"):
+        FreePropPipeline.from_pretrained(tmp_path / "pipe")
+    with pytest.raises(FreePropInputError, match="no model_index.json"):
+        FreePropPipeline.from_pretrained(tmp_path)
+
+
+def test_prompt_with_text_encoder_and_cfg(clip):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>", "a", "red", "car", "blue", "sky"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    encoder = UMT5EncoderModel(
+        UMT5Config(vocab_size=8, d_model=16, d_kv=4, num_heads=2, num_layers=1, d_ff=32)
+    ).eval()
+    pipe = tiny_pipeline()
+    pipe.register_modules(text_encoder=encoder, tokenizer=tokenizer)
+
+    embeds = pipe.encode_prompt(["a red car", "sky"], "cpu")
+    assert embeds.shape == (2, 512, 16)
+    assert embeds[0, 3:].abs().max() == 0 and embeds[1, 1:].abs().max() == 0  # zero past each prompt
+
+    edit = clip[0]
+    plain = run(pipe, clip, edit).frames
+    guided = run(pipe, clip, edit, prompt="a red car", guidance_scale=5.0).frames
+    unguided = run(pipe, clip, edit, prompt="a red car", guidance_scale=1.0).frames
+    assert np.abs(guided.astype(int) - unguided).max() > 0 and np.abs(unguided.astype(int) - plain).max() > 0
+
+
+def test_clip_image_branch(clip):
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=4,
+            intermediate_size=8,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
+    ).eval()
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    transformer = build_transformer("tiny", image_dim=4).eval()
+    pipe = FreePropPipeline(
+        transformer, make_scheduler("unipc"), image_encoder=encoder, image_processor=processor
+    )
+    tokens = pipe.encode_image(clip[0], "cpu")
+    assert tokens.shape == (1, 17, 4)  # (32/8)² patches + CLS, penultimate layer
+    out = run(pipe, clip, clip[0], num_inference_steps=2)
+    assert out.frames.shape == clip.shape
+
+
+def test_lora_adapter_loads_and_changes_output(tmp_path, clip):
+    from peft import LoraConfig
+
+    pipe = tiny_pipeline()
+    edit = clip[0]
+    before = run(pipe, clip, edit).frames
+
+    trained = tiny_pipeline()
+    trained.transformer.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            init_lora_weights=False,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj"],
+        )
+    )
+    torch.nn.init.normal_(trained.transformer.alpha_predictor.head_t.weight, std=0.5)
+    expected = run(trained, clip, edit).frames
+    save_adapter(tmp_path / "adapter", trained.transformer)
+
+    pipe.load_adapter(tmp_path / "adapter")
+    after = run(pipe, clip, edit).frames
+    assert np.abs(after.astype(int) - before).max() > 0
+    np.testing.assert_array_equal(after, expected)
+
+    fused = tiny_pipeline()
+    fused.load_adapter(tmp_path / "adapter", fuse=True)
+    assert np.abs(run(fused, clip, edit).frames.astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(first_frame=np.zeros((32, 32, 3), np.uint8)), "aspect"),
+        (dict(num_frames=99), "has 17"),
+        (dict(output_type="gif"), "output_type"),
+        (dict(prompt="hello"), "no text encoder"),
+        (dict(window_frames=17, overlap=0), "overlap"),
+    ],
+)
+def test_bad_inputs(kwargs, message, clip):
+    pipe = tiny_pipeline()
+    first = kwargs.pop("first_frame", clip[0])
+    with pytest.raises(FreePropInputError, match=message):
+        run(pipe, clip, first, num_inference_steps=1, **kwargs)
+    with pytest.raises(FreePropInputError, match="uint8"):
+        run(pipe, clip.astype(np.float32), clip[0], num_inference_steps=1)
