@@ -22,10 +22,9 @@ checkpoints with an image branch, as Fun-Control has).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import os
 from pathlib import Path
 
 import numpy as np
@@ -405,27 +404,30 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         # 3. Windows: each conditioned on the frame its predecessor generated at its start.
         output = np.zeros_like(source)
         alphas = []
-        with self.progress_bar(total=len(starts) * num_inference_steps) as bar:
+        total = len(starts) * num_inference_steps
+        guidance = guidance_scale if do_cfg else None
+        text, image = text.to(dtype), None if image is None else image.to(dtype)
+        with self.progress_bar(total=total) as bar:
+
+            def step_done():
+                bar.update()
+                if callback is not None:
+                    callback(bar.n, total)
+
             for k, start in enumerate(starts):
                 first = edit_small if k == 0 else output[start]
-                video = self._denoise_window(
+                video, alpha = self._denoise_window(
                     source[start : start + window],
                     first,
-                    text.to(dtype),
-                    None if image is None else image.to(dtype),
+                    text,
+                    image,
                     codec,
                     num_inference_steps,
-                    guidance_scale if do_cfg else None,
+                    guidance,
                     generator,
-                    device,
-                    dtype,
-                    lambda step: (
-                        bar.update(),
-                        callback
-                        and callback(k * num_inference_steps + step, len(starts) * num_inference_steps),
-                    ),
-                    alphas,
+                    step_done,
                 )
+                alphas.append(alpha)
                 if k == 0:
                     output[:window] = video
                 else:  # cross-fade the frames both windows produced
@@ -450,9 +452,10 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return FreePropPipelineOutput(frames=result, alphas=alphas)
 
     def _denoise_window(
-        self, source, first, text, image, codec, steps, guidance, generator, device, dtype, on_step, alphas
-    ) -> np.ndarray:
-        """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`."""
+        self, source, first, text, image, codec, steps, guidance, generator, step_done
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`, (α_S, α_T)."""
+        device, dtype = self._execution_device, self.transformer.dtype
         # a. Latents of the source and of the first frame (a one-frame video).
         z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
         z_first = codec.encode(to_tensor(first[None])[None].to(device)).to(dtype)  # (1, C, 1, h, w)
@@ -460,12 +463,11 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
         batch = text.shape[0]
         alpha_s, alpha_t = self.transformer.predict_alphas(z_src)
-        alphas.append((float(alpha_s[0]), float(alpha_t[0])))
         alpha_pair = (alpha_s.repeat(batch), alpha_t.repeat(batch))
 
         # b. Integrate the flow ODE.
         self.scheduler.set_timesteps(steps, device=device)
-        for i, t in enumerate(self.scheduler.timesteps):
+        for t in self.scheduler.timesteps:
             x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
             x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
             velocity = self.transformer(
@@ -475,8 +477,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 uncond, cond = velocity.chunk(2)
                 velocity = uncond + guidance * (cond - uncond)
             latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-            on_step(i + 1)
+            step_done()
 
         # c. Decode.
         video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
-        return from_tensor(video)[: len(source)]
+        return from_tensor(video)[: len(source)], (float(alpha_s[0]), float(alpha_t[0]))

@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load_file
 
 from freeprop.errors import FreePropInputError
-from freeprop.models.presets import PRESETS, get_preset
 from freeprop.models.ast_rope import AlphaPredictor
+from freeprop.models.presets import PRESETS, get_preset
 from freeprop.models.transformer import FreePropTransformer, widen_patch_embedding
 
 
