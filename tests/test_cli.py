@@ -18,7 +18,7 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     assert "presets" in out and "heads" in out
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"presets", "heads"}
+    assert set(commands) == {"edit", "presets", "heads"}
 
 
 def test_sample_clips_are_bundled():
@@ -115,3 +115,105 @@ def test_corrupt_video_is_a_user_error(tmp_path, capsys):
     assert main(["heads", "classify", str(tmp_path / "bad.mp4"), "-o", str(tmp_path / "h.json")]) == 2
     assert "bad.mp4: not a readable video" in capsys.readouterr().err
     assert not (tmp_path / "h.json").exists()
+
+
+# --- freeprop edit ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def edit_inputs(tmp_path):
+    from freeprop.video import write_image
+
+    clip = moving_pattern(frames=17, height=32, width=48)
+    write_video(tmp_path / "source.mp4", clip, fps=16)
+    write_image(tmp_path / "edit.png", 255 - clip[0])
+    return tmp_path / "source.mp4", tmp_path / "edit.png"
+
+
+def test_edit_writes_output_and_side_by_side(tmp_path, edit_inputs, capsys):
+    from freeprop.video import read_image, read_video
+
+    source, edit = edit_inputs
+    out, sbs = tmp_path / "out.mp4", tmp_path / "sbs.mp4"
+    code = main(["edit", str(source), str(edit), "-o", str(out), "--steps", "2", "--side-by-side", str(sbs)])
+    assert code == 0
+    video = read_video(out)
+    assert video.frames.shape == (17, 32, 48, 3) and video.fps == 16
+    assert (
+        np.abs(video.frames[0].astype(int) - read_image(edit)).mean() < 8
+    )  # frame 0 is the edit (H.264 loss)
+    assert read_video(sbs).frames.shape == (17, 32, 144, 3)
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_edit_with_model_folder_lora_and_frames(tmp_path, edit_inputs):
+    from peft import LoraConfig
+
+    from freeprop import FreePropPipeline
+    from freeprop.pipeline import make_scheduler, save_adapter
+
+    source, edit = edit_inputs
+    pipe = FreePropPipeline(build_transformer("tiny"), make_scheduler("unipc"))
+    pipe.save_pretrained(tmp_path / "model")
+    pipe.transformer.add_adapter(LoraConfig(r=2, target_modules=["to_q", "to_v"], init_lora_weights=False))
+    save_adapter(tmp_path / "adapter", pipe.transformer)
+    args = [
+        "edit",
+        str(source),
+        str(edit),
+        "--model",
+        str(tmp_path / "model"),
+        "--steps",
+        "1",
+        "--frames",
+        "9",
+    ]
+    assert main([*args, "-o", str(tmp_path / "a.gif")]) == 0
+    assert main([*args, "--lora", str(tmp_path / "adapter"), "-o", str(tmp_path / "frames")]) == 0
+    assert len(list((tmp_path / "frames").iterdir())) == 9
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("corrupt", "not a readable video"),
+        ("aspect", "aspect ratio"),
+        ("model", "neither a preset"),
+        ("cuda", "no CUDA GPU"),
+        ("outdir", "does not exist"),
+        ("overwrite", "input file"),
+        ("frames", "has only 17 frames"),
+        ("lora", "no such LoRA"),
+    ],
+)
+def test_edit_user_errors(case, message, tmp_path, edit_inputs, capsys):
+    from freeprop.video import write_image
+
+    source, edit = edit_inputs
+    out = tmp_path / "out.mp4"
+    extra = []
+    if case == "corrupt":
+        (tmp_path / "bad.mp4").write_bytes(source.read_bytes()[:500])
+        source = tmp_path / "bad.mp4"
+    elif case == "aspect":
+        write_image(tmp_path / "square.png", np.zeros((32, 32, 3), np.uint8))
+        edit = tmp_path / "square.png"
+    elif case == "model":
+        extra = ["--model", str(tmp_path / "no-model")]
+    elif case == "cuda":
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+        extra = ["--device", "cuda"]
+    elif case == "outdir":
+        out = tmp_path / "missing" / "out.mp4"
+    elif case == "overwrite":
+        out = source
+    elif case == "frames":
+        extra = ["--frames", "40"]
+    elif case == "lora":
+        extra = ["--lora", str(tmp_path / "nope"), "--steps", "1"]
+    before = source.read_bytes()
+    assert main(["edit", str(source), str(edit), "-o", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("freeprop: error:") and message in err
+    assert source.read_bytes() == before  # inputs untouched

@@ -36,6 +36,7 @@ def test_deterministic_for_fixed_generator(clip):
     assert np.abs(a.frames[1:].astype(int) - c.frames[1:]).max() > 0
     assert a.frames.shape == clip.shape and a.frames.dtype == np.uint8
     assert len(a.alphas) == 1 and a.alphas[0][0] != 0.0  # α_S from the (perturbed) predictor
+    assert set(a.timings) == {"resize", "encode", "denoise", "decode"} and min(a.timings.values()) >= 0
 
 
 def test_first_frame_consistency(clip):

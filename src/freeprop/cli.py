@@ -1,5 +1,6 @@
 """The `freeprop` command line.
 
+    freeprop edit SOURCE FIRST_FRAME -o OUT  propagate an edited first frame through a video
     freeprop presets                         list the model presets and their sizes
     freeprop heads classify [VIDEOS ...]     spatial/temporal head map (paper §8.1) → JSON
     freeprop heads show HEADS.json           per-layer summary of a head map
@@ -78,6 +79,95 @@ def codec_for(channels: int, vae: str | None = None):
 # ----------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------
+
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _device_and_dtype(device: str | None, dtype: str | None):
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FreePropInputError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise FreePropInputError("--device mps asked for, but MPS is not available; use --device cpu")
+    dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    return torch.device(device), getattr(torch, DTYPES[dtype])
+
+
+def cmd_edit(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from freeprop.pipeline import load_pipeline
+    from freeprop.video import ensure_not_input, read_image, read_video, write_video
+
+    # 1. Check every input before loading a model.
+    output = Path(args.output)
+    ensure_not_input(output, args.source, args.first_frame)
+    for path in (output, args.side_by_side):
+        if path is not None and not Path(path).parent.resolve().is_dir():
+            raise FreePropInputError(
+                f"{path}: output folder {Path(path).parent} does not exist; create it first"
+            )
+    video = read_video(args.source, max_frames=args.frames)
+    first = read_image(args.first_frame)
+    (src_h, src_w), (edit_h, edit_w) = video.frames.shape[1:3], first.shape[:2]
+    if abs((edit_w / edit_h) / (src_w / src_h) - 1) > 0.01:
+        raise FreePropInputError(
+            f"{args.first_frame}: {edit_w}x{edit_h} does not match the video's aspect ratio ({src_w}x{src_h}); "
+            "export the edited frame at the video's size"
+        )
+    if args.frames and args.frames > len(video.frames):
+        raise FreePropInputError(f"--frames {args.frames}: {args.source} has only {len(video.frames)} frames")
+    device, dtype = _device_and_dtype(args.device, args.dtype)
+    height, width = args.size if args.size != (None, None) else (None, None)
+    if args.method != "freeprop":
+        raise FreePropInputError(f"unknown --method {args.method!r}")
+
+    # 2. Model, adapters, and the edit itself.
+    if args.model == "tiny" and args.weights is None:
+        print(
+            "note: the 'tiny' preset has random weights; pass --model/--weights for real edits",
+            file=sys.stderr,
+        )
+    pipe = load_pipeline(args.model, args.weights, args.vae, args.scheduler, args.shift, dtype)
+    if args.lora:
+        pipe.load_adapter(args.lora, fuse=args.fuse_lora)
+    pipe.to(device)
+    if args.attention_backend:
+        pipe.transformer.set_attention_backend(args.attention_backend)
+    generator = torch.Generator().manual_seed(args.seed)
+    result = pipe(
+        video.frames,
+        first,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        num_frames=args.frames,
+        height=height,
+        width=width,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        generator=generator,
+        window_frames=args.window,
+        overlap=args.overlap,
+    )
+
+    # 3. Write (atomically) what a person looks at.
+    write_video(output, result.frames, fps=video.fps)
+    print(
+        f"wrote {output} ({len(result.frames)} frames, {result.frames.shape[2]}x{result.frames.shape[1]}, "
+        f"{video.fps:g} fps; α_S, α_T per window: {', '.join(f'{a:.3f}/{b:.3f}' for a, b in result.alphas)})"
+    )
+    if args.side_by_side:
+        from freeprop.video import resize_cover_crop
+
+        out_h, out_w = result.frames.shape[1:3]
+        source = resize_cover_crop(video.frames[: len(result.frames)], out_h, out_w)[0]
+        edit = np.repeat(resize_cover_crop(first, out_h, out_w)[0][None], len(result.frames), axis=0)
+        write_video(args.side_by_side, np.concatenate([source, edit, result.frames], axis=2), fps=video.fps)
+        print(f"wrote {args.side_by_side} (source | edited first frame | output)")
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -183,6 +273,60 @@ def build_parser() -> argparse.ArgumentParser:
         "with any image editor; FreeProp carries the edit through the whole video.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "edit",
+        help="propagate an edited first frame through a video",
+        description="Edit frame 0 of SOURCE with any image editor, save it as FIRST_FRAME, and FreeProp carries "
+        "the edit through the whole video while keeping the source motion (paper §4).",
+    )
+    p.add_argument("source", help="the source video (any format FFmpeg reads, or a folder of frames)")
+    p.add_argument(
+        "first_frame", help="the edited first frame (PNG/JPEG/WebP), same aspect ratio as the video"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="output video: .mp4, .gif, or a folder name for PNG frames"
+    )
+    p.add_argument(
+        "--model", default="tiny", help="pipeline/transformer folder or preset name (default: tiny)"
+    )
+    p.add_argument(
+        "--weights", help="safetensors for a preset: FreeProp weights or a Wan2.1 Fun-Control checkpoint"
+    )
+    p.add_argument(
+        "--vae", help="Wan2.1 VAE folder (for models on VAE latents, when the model folder has none)"
+    )
+    p.add_argument("--lora", help="adapter folder written by training (or a LoRA .safetensors file)")
+    p.add_argument(
+        "--fuse-lora", action="store_true", help="merge the LoRA into the weights (faster inference)"
+    )
+    p.add_argument("--prompt", help="optional text describing the edited video (needs a text encoder)")
+    p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
+    p.add_argument(
+        "--guidance", type=float, default=5.0, help="classifier-free guidance scale, with --prompt"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, help="edit only the first N frames (default: all)")
+    p.add_argument(
+        "--size", type=_parse_size, default=(None, None), help="output HEIGHTxWIDTH (default: source)"
+    )
+    p.add_argument(
+        "--window", type=int, help="frames per window for long videos (default 81 with the Wan VAE)"
+    )
+    p.add_argument(
+        "--overlap", type=int, default=1, help="frames shared by consecutive windows (cross-faded)"
+    )
+    p.add_argument("--scheduler", choices=["unipc", "euler"], default="unipc", help="flow-matching sampler")
+    p.add_argument("--shift", type=float, help="flow shift (Wan: 3.0 at 480p, 5.0 at 720p; default 3.0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    p.add_argument("--dtype", choices=list(DTYPES), help="weights dtype (default: bf16 on cuda, fp32 on cpu)")
+    p.add_argument("--attention-backend", help="diffusers attention backend, e.g. flash, _native_cudnn, sage")
+    p.add_argument("--method", choices=["freeprop"], default="freeprop", help="propagation method")
+    p.add_argument(
+        "--side-by-side", help="also write source | edited first frame | output to this video path"
+    )
+    p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("presets", help="list model presets and their parameter counts")
     p.set_defaults(func=cmd_presets)

@@ -23,7 +23,9 @@ checkpoints with an image branch, as Fun-Control has).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +59,88 @@ def make_scheduler(kind: str = "unipc", shift: float = 3.0):
     raise FreePropInputError(f"unknown scheduler {kind!r}; choose 'unipc' or 'euler'")
 
 
+def load_pipeline(
+    model: str | os.PathLike = "tiny",
+    weights: str | os.PathLike | None = None,
+    vae: str | os.PathLike | None = None,
+    scheduler: str = "unipc",
+    shift: float | None = None,
+    torch_dtype: torch.dtype = torch.float32,
+) -> FreePropPipeline:
+    """A pipeline from what a user names on the command line.
+
+    - a pipeline folder (`model_index.json`, written by `save_pretrained`): loaded as saved;
+    - a transformer folder (`config.json` + safetensors) or a preset name; with a preset, `weights`
+      may be FreeProp weights, or a Wan2.1 Fun-Control checkpoint (original or diffusers key layout,
+      3·C input channels), which is converted and widened for the mask M;
+    - `vae`: a diffusers `AutoencoderKLWan` folder (or a model folder with `vae/`), for 16-channel models.
+    """
+    from freeprop.models.loading import (
+        is_original_wan_layout,
+        load_fun_control,
+        load_transformer,
+        peek_checkpoint,
+    )
+    from freeprop.models.presets import PRESETS
+
+    spec = Path(model)
+    if (spec / "model_index.json").is_file():
+        pipe = FreePropPipeline.from_pretrained(spec, torch_dtype=torch_dtype)
+        if shift is not None or scheduler != "unipc":
+            pipe.scheduler = make_scheduler(scheduler, 3.0 if shift is None else shift)
+        return pipe
+    fun_control = False
+    if weights is not None and os.fspath(model) in PRESETS:
+        keys, patch_shape = peek_checkpoint(weights)
+        preset = PRESETS[os.fspath(model)]
+        fun_control = is_original_wan_layout(keys) or (
+            patch_shape is not None and patch_shape[1] == 3 * preset.latent_channels
+        )
+    if fun_control:
+        preset = PRESETS[os.fspath(model)]
+        transformer = load_fun_control(
+            weights,
+            mask_channels=preset.mask_channels,
+            head_dim=preset.attention_head_dim,
+            head_map=preset.head_map,
+        )
+        if torch_dtype != transformer.dtype:
+            transformer = transformer.to(torch_dtype)
+    else:
+        transformer = load_transformer(model, weights, torch_dtype=torch_dtype)
+    vae_model = None
+    if vae is not None:
+        from diffusers import AutoencoderKLWan
+
+        vae_path = Path(vae)
+        if not vae_path.is_dir():
+            raise FreePropInputError(
+                f"{vae}: VAE folder not found; pass a diffusers-format Wan2.1 VAE folder"
+            )
+        sub = "vae" if (vae_path / "vae").is_dir() else None
+        vae_model = AutoencoderKLWan.from_pretrained(vae_path, subfolder=sub, torch_dtype=torch.float32)
+    return FreePropPipeline(
+        transformer.eval(), make_scheduler(scheduler, 3.0 if shift is None else shift), vae=vae_model
+    )
+
+
 @dataclass
 class FreePropPipelineOutput(BaseOutput):
-    frames: (
-        np.ndarray | torch.Tensor | list
-    )  # np: uint8 [F, H, W, 3]; pt: float [F, 3, H, W] in [0, 1]; pil: list
+    frames: np.ndarray | torch.Tensor | list  # np uint8 [F, H, W, 3]; pt [F, 3, H, W] in [0, 1]; pil
     alphas: list[tuple[float, float]]  # (α_S, α_T) predicted for each window
+    timings: dict[str, float] | None = None  # seconds per stage: resize, encode, denoise, decode
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str, device: torch.device):
+    """Add the wall time of the block to `timings[stage]` (synchronising CUDA so GPU work is counted)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _as_frames(video) -> np.ndarray:
@@ -374,8 +452,10 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         device = self._execution_device
         dtype = self.transformer.dtype
-        source = _resize(frames, model_h, model_w)  # (F, h, w, 3)
-        edit_small = _resize(edit, model_h, model_w)
+        timings: dict[str, float] = {}
+        with _timed(timings, "resize", device):
+            source = _resize(frames, model_h, model_w)  # (F, h, w, 3)
+            edit_small = _resize(edit, model_h, model_w)
         if len(source) < window:  # a short clip: one window sized to the clip (k·t + 1 frames)
             t = codec.temporal_factor
             window = (len(source) - 1 + t - 1) // t * t + 1
@@ -426,6 +506,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     guidance,
                     generator,
                     step_done,
+                    timings,
                 )
                 alphas.append(alpha)
                 if k == 0:
@@ -439,9 +520,10 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     output[start + overlap : start + window] = video[overlap:]
 
         # 4. Back to the user's frame count and size; the edit itself at frame 0.
-        result = _resize(output[:num_frames], out_h, out_w)
-        if replace_first_frame:
-            result[0] = _resize(edit, out_h, out_w)
+        with _timed(timings, "resize", device):
+            result = _resize(output[:num_frames], out_h, out_w)
+            if replace_first_frame:
+                result[0] = _resize(edit, out_h, out_w)
         self.maybe_free_model_hooks()
         if output_type == "pt":
             result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
@@ -449,16 +531,17 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             result = [Image.fromarray(f) for f in result]
         elif output_type != "np":
             raise FreePropInputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}")
-        return FreePropPipelineOutput(frames=result, alphas=alphas)
+        return FreePropPipelineOutput(frames=result, alphas=alphas, timings=timings)
 
     def _denoise_window(
-        self, source, first, text, image, codec, steps, guidance, generator, step_done
+        self, source, first, text, image, codec, steps, guidance, generator, step_done, timings
     ) -> tuple[np.ndarray, tuple[float, float]]:
         """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`, (α_S, α_T)."""
         device, dtype = self._execution_device, self.transformer.dtype
         # a. Latents of the source and of the first frame (a one-frame video).
-        z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
-        z_first = codec.encode(to_tensor(first[None])[None].to(device)).to(dtype)  # (1, C, 1, h, w)
+        with _timed(timings, "encode", device):
+            z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
+            z_first = codec.encode(to_tensor(first[None])[None].to(device)).to(dtype)  # (1, C, 1, h, w)
         shape = (1, codec.latent_channels, latent_num_frames(codec, len(source)), *z_src.shape[-2:])
         latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
         batch = text.shape[0]
@@ -466,19 +549,22 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         alpha_pair = (alpha_s.repeat(batch), alpha_t.repeat(batch))
 
         # b. Integrate the flow ODE.
-        self.scheduler.set_timesteps(steps, device=device)
-        for t in self.scheduler.timesteps:
-            x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
-            x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
-            velocity = self.transformer(
-                x, t.expand(batch).to(device), text, image, alphas=alpha_pair
-            ).sample.float()
-            if guidance is not None:
-                uncond, cond = velocity.chunk(2)
-                velocity = uncond + guidance * (cond - uncond)
-            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-            step_done()
+        with _timed(timings, "denoise", device):
+            self.scheduler.set_timesteps(steps, device=device)
+            for t in self.scheduler.timesteps:
+                x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
+                x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
+                velocity = self.transformer(
+                    x, t.expand(batch).to(device), text, image, alphas=alpha_pair
+                ).sample
+                velocity = velocity.float()
+                if guidance is not None:
+                    uncond, cond = velocity.chunk(2)
+                    velocity = uncond + guidance * (cond - uncond)
+                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+                step_done()
 
         # c. Decode.
-        video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
+        with _timed(timings, "decode", device):
+            video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
         return from_tensor(video)[: len(source)], (float(alpha_s[0]), float(alpha_t[0]))

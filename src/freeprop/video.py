@@ -70,7 +70,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 rgba = img.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(white, rgba)
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            array = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise FreePropInputError(
             f"{path}: not a readable image ({err.__class__.__name__}); export it as PNG or JPEG"

@@ -91,6 +91,26 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def peek_checkpoint(path: str | os.PathLike) -> tuple[list[str], tuple[int, ...] | None]:
+    """Key names and the `patch_embedding` weight shape of a safetensors file/folder, without loading tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    keys, patch_shape = [], None
+    for file in files:
+        if not file.is_file() or file.suffix != ".safetensors":
+            raise FreePropInputError(
+                f"{file}: weights must be an existing .safetensors file or folder of them"
+            )
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                keys.append(key)
+                if key.endswith("patch_embedding.weight"):
+                    patch_shape = tuple(handle.get_slice(key).get_shape())
+    return keys, patch_shape
+
+
 def is_original_wan_layout(state: dict[str, torch.Tensor]) -> bool:
     """True for Wan / VideoX-Fun key names (`blocks.N.self_attn.q.weight`, `head.head.weight`)."""
     return any(".self_attn." in k or k.startswith("head.head") for k in state)
