@@ -1,6 +1,7 @@
 """The `freeprop` command line.
 
     freeprop edit SOURCE FIRST_FRAME -o OUT  propagate an edited first frame through a video
+    freeprop train CONFIG.yaml [key=value]   fine-tune (LoRA + AST-RoPE + self-distillation), resumable
     freeprop presets                         list the model presets and their sizes
     freeprop heads classify [VIDEOS ...]     spatial/temporal head map (paper §8.1) → JSON
     freeprop heads show HEADS.json           per-layer summary of a head map
@@ -170,6 +171,24 @@ def cmd_edit(args: argparse.Namespace) -> None:
         print(f"wrote {args.side_by_side} (source | edited first frame | output)")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from freeprop.training.config import load_config
+    from freeprop.training.recipe import TrainingError, train
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        summary = train(cfg, resume=args.resume)
+    except TrainingError as err:
+        print(f"freeprop: training stopped: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(json.dumps(summary, indent=1))
+    if summary.get("status") == "interrupted":
+        print(
+            f"interrupted at step {summary['steps']}; continue with: freeprop train {args.config} --resume",
+            file=sys.stderr,
+        )
+
+
 def cmd_presets(args: argparse.Namespace) -> None:
     import torch
 
@@ -327,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--side-by-side", help="also write source | edited first frame | output to this video path"
     )
     p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a FreeProp model on pair-format data",
+        description="Flow matching + LoRA (+ AST-RoPE, + identity-propagation self-distillation, paper §4.3) on "
+        "accelerate. Multi-GPU: accelerate launch -m freeprop.cli train CONFIG.yaml. Checkpoints are saved "
+        "every save_every steps and on SIGTERM/SIGINT; --resume continues exactly.",
+    )
+    p.add_argument("config", help="YAML recipe (see configs/)")
+    p.add_argument(
+        "overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=1e-4 loss.variant=baseline"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("presets", help="list model presets and their parameter counts")
     p.set_defaults(func=cmd_presets)

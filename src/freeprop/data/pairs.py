@@ -1,0 +1,271 @@
+"""The pair format: one contract for every producer (synthetic generator, FFP-300K pipeline) and
+consumer (training, evaluation). See `shared/DESIGN.md`.
+
+A dataset is a folder of WebDataset-style tar shards plus one Parquet index:
+
+    root/
+      shard-000000.tar    members "<sample_id>.source.mp4", ".target.mp4", [".mask.mp4"], ".meta.json"
+      shard-000001.tar
+      index.parquet       one row per sample: sample_id, shard, task, track, status, error, sizes, captions
+
+Target frame 0 is the edited first frame. A shard becomes visible (renamed from `.partial`) only once
+complete, and its rows are committed to the index right after, so a killed writer loses at most the
+shard in progress and a re-run with the same sample ids skips what is done (`PairWriter.done`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from freeprop.errors import FreePropInputError
+from freeprop.video import DEFAULT_FPS, Video, atomic_path, read_video, write_video
+
+TASKS = ("swap", "removal", "modification", "stylization")
+TRACKS = ("local", "global")
+INDEX = "index.parquet"
+INDEX_COLUMNS = {
+    "sample_id": pa.string(),
+    "shard": pa.string(),
+    "task": pa.string(),
+    "track": pa.string(),
+    "status": pa.string(),
+    "error": pa.string(),
+    "num_frames": pa.int32(),
+    "height": pa.int32(),
+    "width": pa.int32(),
+    "fps": pa.float32(),
+    "instruction": pa.string(),
+    "source_caption": pa.string(),
+    "target_caption": pa.string(),
+    "has_mask": pa.bool_(),
+    "split": pa.string(),
+}
+
+
+@dataclass
+class Pair:
+    """One (source, edited) video pair of the pair format."""
+
+    sample_id: str
+    source: np.ndarray  # uint8 [F, H, W, 3]
+    target: np.ndarray  # uint8 [F, H, W, 3]; target[0] is the edited first frame
+    task: str
+    track: str
+    fps: float = DEFAULT_FPS
+    mask: np.ndarray | None = None  # uint8 [F, H, W] (255 = edited), local track
+    instruction: str = ""
+    source_caption: str = ""
+    target_caption: str = ""
+    split: str = "train"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.task not in TASKS or self.track not in TRACKS:
+            raise ValueError(
+                f"task must be one of {TASKS} and track one of {TRACKS}, got {self.task}/{self.track}"
+            )
+        if self.source.shape != self.target.shape:
+            raise ValueError(f"source {self.source.shape} and target {self.target.shape} differ in shape")
+        if "/" in self.sample_id or "." in self.sample_id:
+            raise ValueError(f"sample_id may not contain '/' or '.': {self.sample_id!r}")
+
+
+def _encode_video(frames: np.ndarray, fps: float, crf: int) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        write_video(path, frames, fps=fps, crf=crf)
+        return path.read_bytes()
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+class PairWriter:
+    """Write pairs into shards of `shard_size` samples and keep `index.parquet` in step.
+
+    Use as a context manager; `done` holds the sample ids already committed (for resuming).
+    Failed samples are recorded with `add_failure` (status "failed", the stage and reason in `error`).
+    """
+
+    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = 12):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.shard_size, self.crf = shard_size, crf
+        self.rows = read_index(self.root).to_pylist() if (self.root / INDEX).exists() else []
+        self.done = {r["sample_id"] for r in self.rows}
+        for stale in self.root.glob("*.partial"):  # a shard a killed writer left unfinished
+            stale.unlink()
+        self._pending: list[dict] = []
+        self._tar: tarfile.TarFile | None = None
+        self._shard_index = 1 + max(
+            [int(p.stem.split("-")[1]) for p in self.root.glob("shard-*.tar")], default=-1
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _open_shard(self) -> None:
+        self._shard_name = f"shard-{self._shard_index:06d}.tar"
+        self._tar = tarfile.open(self.root / (self._shard_name + ".partial"), "w")
+
+    def add(self, pair: Pair) -> None:
+        if pair.sample_id in self.done:
+            return
+        if self._tar is None:
+            self._open_shard()
+        sid = pair.sample_id
+        _add_member(self._tar, f"{sid}.source.mp4", _encode_video(pair.source, pair.fps, self.crf))
+        _add_member(self._tar, f"{sid}.target.mp4", _encode_video(pair.target, pair.fps, self.crf))
+        if pair.mask is not None:
+            mask = np.repeat(np.asarray(pair.mask, np.uint8)[..., None], 3, axis=-1)
+            _add_member(self._tar, f"{sid}.mask.mp4", _encode_video(mask, pair.fps, self.crf))
+        _add_member(self._tar, f"{sid}.meta.json", json.dumps(pair.meta | {"fps": pair.fps}).encode())
+        f, h, w = pair.source.shape[:3]
+        self._pending.append(
+            dict(
+                sample_id=sid,
+                shard=self._shard_name,
+                task=pair.task,
+                track=pair.track,
+                status="ok",
+                error="",
+                num_frames=f,
+                height=h,
+                width=w,
+                fps=pair.fps,
+                instruction=pair.instruction,
+                source_caption=pair.source_caption,
+                target_caption=pair.target_caption,
+                has_mask=pair.mask is not None,
+                split=pair.split,
+            )
+        )
+        self.done.add(sid)
+        if len(self._pending) >= self.shard_size:
+            self._commit_shard()
+
+    def add_failure(self, sample_id: str, task: str, track: str, error: str, split: str = "train") -> None:
+        row = {k: None for k in INDEX_COLUMNS} | dict(
+            sample_id=sample_id, shard="", task=task, track=track, status="failed", error=error, split=split
+        )
+        self.rows.append(row)
+        self.done.add(sample_id)
+        self._write_index()
+
+    def _commit_shard(self) -> None:
+        self._tar.close()
+        os.replace(self.root / (self._shard_name + ".partial"), self.root / self._shard_name)
+        self.rows.extend(self._pending)
+        self._pending, self._tar = [], None
+        self._shard_index += 1
+        self._write_index()
+
+    def _write_index(self) -> None:
+        table = pa.Table.from_pylist(self.rows, schema=pa.schema(INDEX_COLUMNS))
+        with atomic_path(self.root / INDEX) as tmp:
+            pq.write_table(table, tmp)
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._commit_shard()
+
+
+def read_index(root: str | os.PathLike) -> pa.Table:
+    path = Path(root) / INDEX
+    if not path.is_file():
+        raise FreePropInputError(f"{root}: no {INDEX}; pass a folder written in the pair format")
+    return pq.read_table(path)
+
+
+def _decode(data: bytes) -> np.ndarray:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return read_video(tmp.name).frames
+
+
+class PairDataset:
+    """Random access to the `ok` samples of a pair-format folder (optionally one split / some tasks).
+
+    `dataset[i]` returns a `Pair` with decoded frames. Tar members are located once per shard
+    (offsets cached), so reading sample i touches only its own bytes.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike, split: str | None = None, tasks: tuple[str, ...] | None = None
+    ):
+        self.root = Path(root)
+        rows = [r for r in read_index(self.root).to_pylist() if r["status"] == "ok"]
+        if split is not None:
+            rows = [r for r in rows if r["split"] == split]
+        if tasks:
+            rows = [r for r in rows if r["task"] in tasks]
+        if not rows:
+            raise FreePropInputError(f"{root}: no usable samples (split={split}, tasks={tasks})")
+        self.rows = rows
+        self._members: dict[str, dict[str, tarfile.TarInfo]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _member_bytes(self, shard: str, name: str) -> bytes | None:
+        if shard not in self._members:
+            with tarfile.open(self.root / shard) as tar:
+                self._members[shard] = {m.name: m for m in tar.getmembers()}
+        info = self._members[shard].get(name)
+        if info is None:
+            return None
+        with open(self.root / shard, "rb") as handle:
+            handle.seek(info.offset_data)
+            return handle.read(info.size)
+
+    def __getitem__(self, index: int) -> Pair:
+        row = self.rows[index]
+        sid, shard = row["sample_id"], row["shard"]
+        source = _decode(self._member_bytes(shard, f"{sid}.source.mp4"))
+        target = _decode(self._member_bytes(shard, f"{sid}.target.mp4"))
+        mask_bytes = self._member_bytes(shard, f"{sid}.mask.mp4")
+        mask = None if mask_bytes is None else (_decode(mask_bytes)[..., 0] > 127).astype(np.uint8) * 255
+        meta = json.loads(self._member_bytes(shard, f"{sid}.meta.json") or b"{}")
+        return Pair(
+            sid,
+            source,
+            target,
+            row["task"],
+            row["track"],
+            fps=row["fps"],
+            mask=mask,
+            instruction=row["instruction"] or "",
+            source_caption=row["source_caption"] or "",
+            target_caption=row["target_caption"] or "",
+            split=row["split"],
+            meta=meta,
+        )
+
+    def __iter__(self) -> Iterator[Pair]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def video_of(pair: Pair, which: str = "source") -> Video:
+    return Video(getattr(pair, which), pair.fps)

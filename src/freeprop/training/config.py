@@ -1,0 +1,215 @@
+"""Training configuration: frozen, validated dataclasses; YAML only at the edge (`load_config`).
+
+Paper defaults (§5.1): LoRA rank 128, AdamW, learning rate 2e-4 with cosine decay, λ_motion = 5,
+λ_MMD = 1, 2 epochs. Where the paper is silent we follow VideoX-Fun's Wan Fun-Control LoRA recipe
+(shift 5, uniform sampling over shifted sigmas, AdamW weight decay 3e-2, ε 1e-10) and say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from freeprop.errors import FreePropInputError
+
+VARIANTS = (
+    "baseline",
+    "ast_rope",
+    "full",
+)  # paper Table 3: FM only + plain RoPE / + AST-RoPE / + distillation
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: str = "tiny"  # a name from freeprop.models.presets
+    weights: str | None = None  # Fun-Control / FreeProp safetensors for the preset (None = random init)
+    pipeline: str | None = None  # or a pipeline folder (model_index.json) to fine-tune
+    vae: str | None = None  # Wan2.1 VAE folder, for 16-channel models
+    head_map: str | None = None  # JSON from `freeprop heads classify`
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = ""  # a pair-format folder (tar shards + index.parquet)
+    split: str | None = "train"
+    tasks: tuple[str, ...] = ()  # restrict to some tasks; () = all
+    num_frames: int = 17  # frames per clip (Wan: 81 or 33, paper §5.1)
+    height: int = 64
+    width: int = 64
+    fps: float | None = None  # resample to this rate (None: keep the pair's rate)
+    cache_latents: bool = True  # encode each sample once with the codec and keep its latents on disk
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = True
+    rank: int = 128  # paper §5.1
+    alpha: float = 128.0
+    # attention (self and cross) and FFN linears of every block; a regex matched by peft
+    target_modules: str = (
+        r".*blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)|.*blocks\.\d+\.ffn\.net\.(0\.proj|2)"
+    )
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4  # paper §5.1
+    weight_decay: float = 3e-2  # VideoX-Fun
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-10  # VideoX-Fun
+    schedule: str = "cosine"  # paper §5.1: cosine decay (diffusers get_scheduler names)
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    variant: str = "full"  # baseline | ast_rope | full
+    lambda_motion: float = 5.0  # paper §5.1
+    lambda_mmd: float = 1.0  # paper §5.1
+    distill_blocks: tuple[int, ...] = ()  # block indices feeding the distillation; () = the middle block
+    k_s: int = 2  # spatial downsampling K_S of §4.3
+    mmd_bandwidth: float | None = None  # None = median heuristic on the teacher
+    timestep_sampling: str = "uniform"  # uniform (over shifted sigmas) | logit_normal
+    shift: float = 5.0  # VideoX-Fun wan_civitai.yaml
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    dropout_text: float = 0.1  # condition dropout (VideoX-Fun: ~0.1 for each condition)
+    dropout_first_frame: float = 0.0
+    dropout_source: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str = "runs/tiny"
+    seed: int = 0
+    max_steps: int | None = None  # None: run `epochs` over the data
+    epochs: int = 2  # paper §5.1
+    batch_size: int = 1
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    gradient_checkpointing: bool = False
+    save_every: int = 500
+    log_every: int = 10
+    max_nonfinite: int = 5  # stop after this many non-finite losses in a row
+    tensorboard: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self):
+        if self.loss.variant not in VARIANTS:
+            raise FreePropInputError(f"loss.variant must be one of {VARIANTS}, got {self.loss.variant!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise FreePropInputError(
+                f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}"
+            )
+        if self.loss.timestep_sampling not in ("uniform", "logit_normal"):
+            raise FreePropInputError("loss.timestep_sampling must be 'uniform' or 'logit_normal'")
+        for name in ("batch_size", "grad_accum", "save_every", "log_every", "epochs"):
+            if getattr(self, name) < 1:
+                raise FreePropInputError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# From YAML / dicts, with key and type checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_type(key: str, value, annotation):
+    """Coerce `value` to `annotation` (ints to floats, lists to tuples) or raise naming `key`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(key, value, option)
+            except FreePropInputError:
+                continue
+        raise FreePropInputError(f"config key {key}: expected {annotation}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise FreePropInputError(f"config key {key}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None and len(args) != len(value):
+            raise FreePropInputError(f"config key {key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_check_type(key, v, item or a) for v, a in zip(value, args if item is None else value))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):  # PyYAML reads "3e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation in (int, float, str, bool) and (type(value) is not annotation):
+        raise FreePropInputError(f"config key {key}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types by name."""
+    if not isinstance(data, dict):
+        raise FreePropInputError(f"config section {prefix or '(top)'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise FreePropInputError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; see {cls.__name__}"
+        )
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(hint, value, f"{prefix}{name}.")
+        else:
+            values[name] = _check_type(prefix + name, value, hint)
+    return cls(**values)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`["optim.lr=1e-4", "loss.variant=baseline"]` → nested dict updates (values parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise FreePropInputError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise FreePropInputError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (or start from defaults with `path=None`), apply `key=value` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FreePropInputError(f"{path}: no such config file; see configs/ for examples")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise FreePropInputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return from_dict(TrainConfig, apply_overrides(data, list(overrides)))
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,81 @@
+"""Training data: pair-format samples → standardised clips → codec latents (cached on disk).
+
+Each item is a dict of tensors for one pair:
+    source:      (C, F', h, w)  z_src, latents of the source video
+    target:      (C, F', h, w)  x₀, latents of the edited (target) video
+    first_frame: (C, 1, h, w)   ẑ, latents of the target's frame 0 (the edited first frame), encoded alone
+    text:        (512, text_dim) target-caption embeddings (zeros without a text encoder)
+Latents are computed once per (sample, data settings, codec) and kept as safetensors under
+`cache_dir`, so the VAE runs once per sample however many epochs follow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from freeprop.codecs import LatentCodec
+from freeprop.data.pairs import PairDataset, video_of
+from freeprop.training.config import DataConfig
+from freeprop.video import atomic_path, standardize, to_tensor
+
+
+class LatentPairDataset(torch.utils.data.Dataset):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        codec: LatentCodec,
+        cache_dir: str | Path | None = None,
+        text_fn=None,
+        text_shape: tuple[int, int] = (512, 16),
+    ):
+        self.cfg, self.codec, self.text_fn, self.text_shape = cfg, codec, text_fn, text_shape
+        self.pairs = PairDataset(cfg.path, split=cfg.split, tasks=cfg.tasks or None)
+        self.cache_dir = None
+        if cfg.cache_latents and cache_dir is not None:
+            settings = json.dumps(
+                [cfg.num_frames, cfg.height, cfg.width, cfg.fps, repr(codec)], sort_keys=True
+            )
+            self.cache_dir = Path(cache_dir) / hashlib.sha1(settings.encode()).hexdigest()[:12]
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _encode(self, index: int) -> dict[str, torch.Tensor]:
+        pair = self.pairs[index]
+        cfg = self.cfg
+        clips = {}
+        for which in ("source", "target"):
+            std = standardize(
+                video_of(pair, which), cfg.height, cfg.width, num_frames=cfg.num_frames, fps=cfg.fps
+            )
+            clips[which] = to_tensor(std.frames)[None]  # (1, 3, F, H, W) in [-1, 1]
+        with torch.no_grad():
+            item = {
+                "source": self.codec.encode(clips["source"])[0],
+                "target": self.codec.encode(clips["target"])[0],
+                "first_frame": self.codec.encode(clips["target"][:, :, :1])[0],
+            }
+            if self.text_fn is not None:
+                item["text"] = self.text_fn(pair.target_caption)[0]
+        return {k: v.float().contiguous().cpu() for k, v in item.items()}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self.cache_dir is None:
+            item = self._encode(index)
+        else:
+            path = self.cache_dir / f"{self.pairs.rows[index]['sample_id']}.safetensors"
+            if path.is_file():
+                item = load_file(path)
+            else:
+                item = self._encode(index)
+                with atomic_path(path) as tmp:
+                    save_file(item, str(tmp))
+        if "text" not in item:
+            item["text"] = torch.zeros(self.text_shape)
+        return item

@@ -1,0 +1,449 @@
+"""The FreeProp training recipe: flow matching + LoRA + identity-propagation self-distillation.
+
+One step (paper §4.1, §4.3, Eq. 5), for a batch of (source, target) latent pairs:
+
+1. x_t = (1 − σ)·x₀ + σ·ε with σ from the shifted schedule; v = ε − x₀.
+2. Student (FFP task): the model on [x_t | z_src | ẑ | M] → v̂, plus block features z^l.
+3. Teacher (identity propagation, `full` variant only): the *same* model under `no_grad` on
+   [x_t | z_tgt | ẑ | M] — the target video as its own source, same x_t and t — keeping only the
+   chosen blocks' features (detached). One extra forward pass, no parameter copy.
+4. L = L_FM + λ_motion·L_motion + λ_MMD·L_MMD (`training/losses.py`).
+
+Variants (paper Table 3): `baseline` = FM with plain RoPE; `ast_rope` = FM with AST-RoPE;
+`full` = AST-RoPE + self-distillation. Trainable: LoRA (peft, through diffusers' adapter API) on the
+blocks' attention and FFN linears, plus the AlphaPredictor and `patch_embedding` in full (the mask
+channels M start at zero and must learn); everything else is frozen.
+
+Runs on accelerate (CPU here; DDP/FSDP via `accelerate launch`), saves resumable checkpoints
+atomically every `save_every` steps and on SIGTERM/SIGINT, skips non-finite steps, and logs to a
+progress bar, `metrics.jsonl` and optionally TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from freeprop.errors import FreePropInputError
+from freeprop.models.transformer import build_ffp_input
+from freeprop.training.config import TrainConfig, to_dict
+from freeprop.training.data import LatentPairDataset
+from freeprop.training.losses import (
+    add_noise,
+    mmd_loss,
+    motion_loss,
+    prepare_features,
+    sample_sigmas,
+    training_sigmas,
+)
+from freeprop.video import atomic_path
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. non-finite losses); the message says why and what to try."""
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor
+    terms: dict[str, float]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum
+        )
+        self.step, self.epoch, self.position, self.nonfinite_streak, self.skipped = 0, 0, 0, 0, 0
+        self.stop_requested = False
+        self._setup_model()
+        self._setup_data()
+        self._setup_optimizer()
+
+    # ------------------------------------------------------------------------------------------
+    # Setup
+    # ------------------------------------------------------------------------------------------
+
+    def _setup_model(self) -> None:
+        from peft import LoraConfig
+
+        from freeprop.cli import read_head_map
+        from freeprop.pipeline import load_pipeline
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        pipe = load_pipeline(cfg.model.pipeline or cfg.model.preset, cfg.model.weights, cfg.model.vae)
+        self.pipe, self.codec = pipe, pipe.codec
+        model = pipe.transformer
+        if cfg.model.head_map:
+            model.set_head_map(read_head_map(cfg.model.head_map))
+        model.set_ast_rope(cfg.loss.variant != "baseline")
+        model.requires_grad_(False)
+        if cfg.lora.enabled:
+            model.add_adapter(
+                LoraConfig(
+                    r=cfg.lora.rank,
+                    lora_alpha=cfg.lora.alpha,
+                    lora_dropout=cfg.lora.dropout,
+                    target_modules=cfg.lora.target_modules,
+                    init_lora_weights=True,
+                )
+            )
+        model.patch_embedding.requires_grad_(True)  # the mask channels M train fully (§4.1)
+        model.alpha_predictor.requires_grad_(cfg.loss.variant != "baseline")
+        if cfg.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        model.train()
+        self.model = model
+        n_layers = model.config.num_layers
+        self.distill_blocks = tuple(cfg.loss.distill_blocks) or (n_layers // 2,)
+        if any(not 0 <= b < n_layers for b in self.distill_blocks):
+            raise FreePropInputError(f"loss.distill_blocks {self.distill_blocks} outside 0..{n_layers - 1}")
+        self.sigmas = training_sigmas(cfg.loss.shift)
+        self.generator = torch.Generator().manual_seed(cfg.seed + 1)  # noise, timesteps, condition dropout
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg
+        if not cfg.data.path:
+            raise FreePropInputError(
+                "data.path is empty; point it at a pair-format folder (freeprop data synth)"
+            )
+        text_fn = None
+        if self.pipe.text_encoder is not None:
+            text_fn = lambda caption: self.pipe.encode_prompt(caption or "", "cpu")  # noqa: E731
+        self.dataset = LatentPairDataset(
+            cfg.data,
+            self.codec,
+            self.out / "latent_cache",
+            text_fn,
+            text_shape=(512, self.model.config.text_dim),
+        )
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        self.per_rank = len(self.dataset) // world
+        if self.per_rank < cfg.batch_size:
+            raise FreePropInputError(
+                f"{cfg.data.path}: {len(self.dataset)} samples, fewer than one batch per process"
+            )
+        self.steps_per_epoch = self.per_rank // cfg.batch_size // cfg.grad_accum
+        self.rank, self.world = rank, world
+        self.max_steps = cfg.max_steps or max(1, self.steps_per_epoch * cfg.epochs)
+
+    def _setup_optimizer(self) -> None:
+        from diffusers.optimization import get_scheduler
+
+        cfg = self.cfg.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+        scheduler = get_scheduler(
+            cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=self.max_steps
+        )
+        self.model, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+            self.model, optimizer, scheduler
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Data order: a fixed permutation per epoch, sharded by rank; resumable by position
+    # ------------------------------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        order = torch.randperm(
+            len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed + epoch)
+        )
+        return order[self.rank :: self.world][: self.per_rank].tolist()
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        bs = self.cfg.batch_size
+        if self.position + bs > self.per_rank:
+            self.epoch, self.position = self.epoch + 1, 0
+        indices = self._epoch_order(self.epoch)[self.position : self.position + bs]
+        self.position += bs
+        items = [self.dataset[i] for i in indices]
+        return {k: torch.stack([it[k] for it in items]).to(self.accelerator.device) for k in items[0]}
+
+    # ------------------------------------------------------------------------------------------
+    # The objective
+    # ------------------------------------------------------------------------------------------
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> StepResult:
+        cfg, model = self.cfg.loss, self.model
+        unwrapped = self.accelerator.unwrap_model(model)
+        x0, source, first, text = batch["target"], batch["source"], batch["first_frame"], batch["text"]
+        b, g = x0.shape[0], self.generator
+        # 1. Noise and timesteps (Wan flow matching).
+        sigma = sample_sigmas(b, self.sigmas, cfg.timestep_sampling, g, cfg.logit_mean, cfg.logit_std)
+        noise = torch.randn(x0.shape, generator=g).to(x0)
+        x_t, v_target = add_noise(x0, noise, sigma.to(x0.device))
+        timestep = (sigma * 1000).to(x0.device)
+
+        # 2. Condition dropout (per sample), then the student's FFP input.
+        def keep(p):
+            return (torch.rand(b, generator=g) >= p).float().view(b, *[1] * (x0.ndim - 1)).to(x0)
+
+        text_in = text * keep(cfg.dropout_text).view(b, 1, 1)
+        student_in = build_ffp_input(
+            x_t,
+            source * keep(cfg.dropout_source),
+            first * keep(cfg.dropout_first_frame),
+            unwrapped.mask_channels,
+        )
+        image = self._image_tokens(b, x0)
+        distill = cfg.variant == "full"
+        blocks = self.distill_blocks if distill else ()
+        with self.accelerator.autocast():
+            out = model(student_in, timestep, text_in, image, return_features=blocks)
+            loss_fm = F.mse_loss(out.sample.float(), v_target.float())
+        terms = {
+            "fm": loss_fm.item(),
+            "alpha_s": out.alpha_s.mean().item(),
+            "alpha_t": out.alpha_t.mean().item(),
+        }
+        loss = loss_fm
+
+        # 3. Identity-propagation teacher: same network, target as its own source, same x_t and t.
+        if distill:
+            teacher_in = build_ffp_input(x_t, x0, first, unwrapped.mask_channels)
+            with torch.no_grad(), self.accelerator.autocast():
+                teacher = model(teacher_in, timestep, text_in, image, return_features=blocks)
+            f, h, w = self._token_grid(x0)
+            l_motion = l_mmd = 0.0
+            for block in blocks:
+                s_tok = prepare_features(out.features[block], f, h, w, cfg.k_s)
+                t_tok = prepare_features(teacher.features[block].detach(), f, h, w, cfg.k_s)
+                l_motion = l_motion + motion_loss(s_tok, t_tok) / len(blocks)
+                l_mmd = l_mmd + mmd_loss(s_tok, t_tok, cfg.mmd_bandwidth) / len(blocks)
+            loss = loss + cfg.lambda_motion * l_motion + cfg.lambda_mmd * l_mmd  # Eq. (5)
+            terms |= {"motion": l_motion.item(), "mmd": l_mmd.item()}
+        terms["loss"] = loss.item()
+        return StepResult(loss, terms)
+
+    def _token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        p_t, p_h, p_w = self.accelerator.unwrap_model(self.model).config.patch_size
+        return latents.shape[2] // p_t, latents.shape[3] // p_h, latents.shape[4] // p_w
+
+    def _image_tokens(self, batch: int, like: torch.Tensor) -> torch.Tensor | None:
+        image_dim = self.accelerator.unwrap_model(self.model).config.image_dim
+        return None if not image_dim else like.new_zeros(batch, 257, image_dim)
+
+    # ------------------------------------------------------------------------------------------
+    # The loop
+    # ------------------------------------------------------------------------------------------
+
+    def _request_stop(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def train(self, on_step=None) -> dict:
+        """Run to `max_steps` (or until SIGTERM/SIGINT); returns a summary dict."""
+        cfg, acc = self.cfg, self.accelerator
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1, default=str))
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        metrics_file = (self.out / "metrics.jsonl").open("a")
+        writer = self._tensorboard()
+        start, start_step, recent = time.perf_counter(), self.step, []
+        bar = tqdm(
+            total=self.max_steps,
+            initial=self.step,
+            desc=f"train {cfg.loss.variant}",
+            disable=not acc.is_local_main_process,
+        )
+        status = "finished"
+        try:
+            while self.step < self.max_steps:
+                if self.stop_requested:
+                    status = "interrupted"
+                    break
+                terms = self._train_step()
+                if terms is None:
+                    continue
+                self.step += 1
+                recent = (recent + [terms])[-50:]
+                bar.update(1)
+                bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in terms.items() if k in ("loss", "fm", "motion", "mmd")}
+                )
+                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                    record = {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "lr": self.lr_scheduler.get_last_lr()[0],
+                        **terms,
+                    }
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+                    if writer is not None:
+                        for key, value in record.items():
+                            writer.add_scalar(f"train/{key}", value, self.step)
+                if self.step % cfg.save_every == 0:
+                    self.save_checkpoint()
+                if on_step is not None:
+                    on_step(self)
+        finally:
+            bar.close()
+            metrics_file.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self.save_checkpoint()
+        self.save_adapter(self.out / "adapter")
+        mean = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]} if recent else {}
+        summary = {
+            "status": status,
+            "steps": self.step,
+            "max_steps": self.max_steps,
+            "skipped_nonfinite": self.skipped,
+            "seconds": round(time.perf_counter() - start, 2),
+            "seconds_per_step": round((time.perf_counter() - start) / max(1, self.step - start_step), 4),
+            "recent_mean": mean,
+            "adapter": str(self.out / "adapter"),
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def _train_step(self) -> dict | None:
+        """One optimiser step (with `grad_accum` micro-batches); None if it was skipped (non-finite)."""
+        acc, terms_sum, finite = self.accelerator, {}, True
+        for _ in range(self.cfg.grad_accum):
+            with acc.accumulate(self.model):
+                result = self.compute_loss(self._next_batch())
+                if not torch.isfinite(result.loss):
+                    finite = False
+                    self.optimizer.zero_grad(set_to_none=True)
+                    break
+                acc.backward(result.loss)
+                for k, v in result.terms.items():
+                    terms_sum[k] = terms_sum.get(k, 0.0) + v / self.cfg.grad_accum
+                if acc.sync_gradients:
+                    terms_sum["grad_norm"] = float(
+                        acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
+                    )
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        if not finite:
+            self.skipped += 1
+            self.nonfinite_streak += 1
+            if self.nonfinite_streak >= self.cfg.max_nonfinite:
+                raise TrainingError(
+                    f"loss was non-finite {self.nonfinite_streak} steps in a row at step {self.step}; "
+                    "lower optim.lr, use mixed_precision=no, or check the data"
+                )
+            return None
+        self.nonfinite_streak = 0
+        return terms_sum
+
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise FreePropInputError(
+                "tensorboard=true needs the tensorboard package: pip install tensorboard"
+            ) from None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoints: trainable weights + optimizer + scheduler + RNG + data position, atomically
+    # ------------------------------------------------------------------------------------------
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        model = self.accelerator.unwrap_model(self.model)
+        params = dict(model.named_parameters())
+        return {n: params[n].detach().contiguous().cpu() for n in self.trainable_names}
+
+    def save_adapter(self, folder: Path) -> None:
+        from freeprop.pipeline import save_adapter
+
+        if self.accelerator.is_main_process:
+            save_adapter(folder, self.accelerator.unwrap_model(self.model))
+
+    def save_checkpoint(self) -> Path | None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            return None
+        root = self.out / "checkpoints"
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"step-{self.step:07d}"
+        if final.exists():
+            return final
+        tmp = root / f".step-{self.step:07d}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
+        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(self.lr_scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({"torch": torch.get_rng_state(), "generator": self.generator.get_state()}, tmp / "rng.pt")
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "skipped": self.skipped,
+            "python_random": random.getstate()[1],
+            "numpy_random": np.random.get_state()[1].tolist(),
+        }
+        (tmp / "state.json").write_text(json.dumps(state))
+        self.save_adapter(tmp / "adapter")
+        tmp.rename(final)
+        with atomic_path(root / "latest") as pointer:
+            pointer.write_text(final.name)
+        for old in sorted(root.glob("step-*"))[:-3]:  # keep the last three
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        root = self.out / "checkpoints"
+        if path is None:
+            pointer = root / "latest"
+            if not pointer.is_file():
+                raise FreePropInputError(f"{self.out}: no checkpoint to resume from; drop --resume")
+            path = root / pointer.read_text().strip()
+        trained = load_file(str(path / "trainable.safetensors"))
+        missing = set(self.trainable_names) - set(trained)
+        if missing or set(trained) - set(self.trainable_names):
+            raise FreePropInputError(f"{path}: checkpoint does not match this config's trainable weights")
+        model = self.accelerator.unwrap_model(self.model)
+        model.load_state_dict(trained, strict=False)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        rng = torch.load(path / "rng.pt", weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"])
+        state = json.loads((path / "state.json").read_text())
+        self.step, self.epoch, self.position, self.skipped = (
+            state["step"],
+            state["epoch"],
+            state["position"],
+            state["skipped"],
+        )
+        random.setstate((3, tuple(state["python_random"]), None))
+        np_state = list(np.random.get_state())
+        np_state[1] = np.array(state["numpy_random"], dtype=np.uint32)
+        np.random.set_state(tuple(np_state))
+
+
+def train(cfg: TrainConfig, resume: bool = False, on_step=None) -> dict:
+    """Build a trainer from `cfg`, optionally resume from the latest checkpoint, and train."""
+    trainer = Trainer(cfg)
+    if resume:
+        trainer.load_checkpoint()
+    if trainer.step >= trainer.max_steps:
+        return {"status": "already finished", "steps": trainer.step, "max_steps": trainer.max_steps}
+    return trainer.train(on_step=on_step)
