@@ -124,7 +124,7 @@ class PairWriter:
 
     def _open_shard(self) -> None:
         self._shard_name = f"shard-{self._shard_index:06d}.tar"
-        self._tar = tarfile.open(self.root / (self._shard_name + ".partial"), "w")
+        self._tar = tarfile.open(self.root / (self._shard_name + ".partial"), "w")  # noqa: SIM115 (spans calls)
 
     def add(self, pair: Pair) -> None:
         if pair.sample_id in self.done:
