@@ -22,7 +22,9 @@ from freeprop.models import expand_input_channels, get_preset
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4, help="latent frames F'")
     parser.add_argument("--height", type=int, default=64, help="latent height (tokens = F'·h/2·w/2)")
@@ -40,9 +42,24 @@ def main():
     # 1. Stock Fun-Control-shaped Wan model (1.3B width) and FreeProp expanded from it: same weights.
     cfg = get_preset("wan2.1-fun-1.3b-control", num_layers=args.layers)
     kwargs = cfg.transformer_kwargs()
-    stock_kwargs = {k: kwargs[k] for k in ("patch_size", "num_attention_heads", "attention_head_dim", "out_channels",
-                                           "text_dim", "freq_dim", "ffn_dim", "num_layers", "cross_attn_norm",
-                                           "qk_norm", "eps", "image_dim", "added_kv_proj_dim")}
+    stock_kwargs = {
+        k: kwargs[k]
+        for k in (
+            "patch_size",
+            "num_attention_heads",
+            "attention_head_dim",
+            "out_channels",
+            "text_dim",
+            "freq_dim",
+            "ffn_dim",
+            "num_layers",
+            "cross_attn_norm",
+            "qk_norm",
+            "eps",
+            "image_dim",
+            "added_kv_proj_dim",
+        )
+    }
     torch.manual_seed(0)
     stock = WanTransformer3DModel(in_channels=3 * cfg.latent_channels, **stock_kwargs).eval()
     ours = expand_input_channels(stock, mask_channels=cfg.mask_channels).eval()
@@ -76,11 +93,18 @@ def main():
 
     # 3. Report.
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"device={device} dtype={args.dtype} layers={args.layers} dim={cfg.dim} heads={cfg.num_attention_heads}x"
-          f"{cfg.attention_head_dim} tokens={tokens} threads={torch.get_num_threads()} repeats={args.repeats}")
+    print(
+        f"device={device} dtype={args.dtype} layers={args.layers} dim={cfg.dim} heads={cfg.num_attention_heads}x"
+        f"{cfg.attention_head_dim} tokens={tokens} threads={torch.get_num_threads()} repeats={args.repeats}"
+    )
     for name in times:
-        print(f"  {name:<9} median {med[name] * 1000:9.1f} ms   runs " + " ".join(f"{v * 1000:.0f}" for v in times[name]))
-    print(f"  ratio freeprop/stock = {med['freeprop'] / med['stock']:.3f}  (overhead {100 * (med['freeprop'] / med['stock'] - 1):+.1f} %)")
+        print(
+            f"  {name:<9} median {med[name] * 1000:9.1f} ms   runs "
+            + " ".join(f"{v * 1000:.0f}" for v in times[name])
+        )
+    print(
+        f"  ratio freeprop/stock = {med['freeprop'] / med['stock']:.3f}  (overhead {100 * (med['freeprop'] / med['stock'] - 1):+.1f} %)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,23 @@ from freeprop.video import read_image, read_video, write_image, write_video
 
 def synthetic_inputs(folder: Path, frames: int, height: int, width: int) -> tuple[Path, Path]:
     yy, xx = np.mgrid[:height, :width]
-    clip = np.stack(
-        [np.stack([127 + 100 * np.sin((xx + 3 * t) / 7), 127 + 100 * np.cos((yy + 2 * t) / 5),
-                   127 + 60 * np.sin((xx + yy) / 11)], -1) for t in range(frames)]
-    ).clip(0, 255).astype(np.uint8)
+    clip = (
+        np.stack(
+            [
+                np.stack(
+                    [
+                        127 + 100 * np.sin((xx + 3 * t) / 7),
+                        127 + 100 * np.cos((yy + 2 * t) / 5),
+                        127 + 60 * np.sin((xx + yy) / 11),
+                    ],
+                    -1,
+                )
+                for t in range(frames)
+            ]
+        )
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
     write_video(folder / "source.mp4", clip, fps=16)
     write_image(folder / "edit.png", 255 - clip[0])
     return folder / "source.mp4", folder / "edit.png"
@@ -49,7 +62,12 @@ def bench_edit(args) -> None:
             t0 = time.perf_counter()
             video, first = read_video(source), read_image(edit)
             t1 = time.perf_counter()
-            out = pipe(video.frames, first, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0))
+            out = pipe(
+                video.frames,
+                first,
+                num_inference_steps=args.steps,
+                generator=torch.Generator().manual_seed(0),
+            )
             t2 = time.perf_counter()
             write_video(Path(tmp) / "out.mp4", out.frames, fps=video.fps)
             t3 = time.perf_counter()
@@ -57,8 +75,10 @@ def bench_edit(args) -> None:
                 runs.append({"read": t1 - t0, **out.timings, "write": t3 - t2, "total": t3 - t0})
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"model={args.model} device={args.device} dtype={args.dtype} {args.frames} frames {height}x{width} "
-          f"steps={args.steps} threads={torch.get_num_threads()} repeats={args.repeats}")
+    print(
+        f"model={args.model} device={args.device} dtype={args.dtype} {args.frames} frames {height}x{width} "
+        f"steps={args.steps} threads={torch.get_num_threads()} repeats={args.repeats}"
+    )
     for stage, seconds in med.items():
         share = "" if stage == "total" else f"  {100 * seconds / med['total']:5.1f} %"
         print(f"  {stage:<8} {seconds * 1000:9.1f} ms{share}")
@@ -92,12 +112,16 @@ def bench_denoise_step(args) -> None:
         if i:
             times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    print(f"1.3B preset, 32,760 tokens, {args.dtype}, backend={args.attention_backend or 'native'}: "
-          f"{statistics.median(times):.3f} s/step (median of {args.repeats}), peak {peak:.1f} GiB")
+    print(
+        f"1.3B preset, 32,760 tokens, {args.dtype}, backend={args.attention_backend or 'native'}: "
+        f"{statistics.median(times):.3f} s/step (median of {args.repeats}), peak {peak:.1f} GiB"
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", default="64x64")

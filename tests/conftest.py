@@ -36,3 +36,20 @@ def moving_pattern(frames: int = 17, height: int = 64, width: int = 96, speed: i
 @pytest.fixture
 def clip() -> np.ndarray:
     return moving_pattern()
+
+
+def translating_clip(
+    frames: int = 6, height: int = 64, width: int = 64, dx: int = 2, dy: int = 1
+) -> np.ndarray:
+    """A rigid translation: frame t shows a smooth texture shifted by (−dx·t, −dy·t) pixels."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    big_h, big_w = height + dy * frames + 8, width + dx * frames + 8
+    texture = cv2.resize(
+        rng.random((big_h // 6, big_w // 6, 3)).astype(np.float32),
+        (big_w, big_h),
+        interpolation=cv2.INTER_CUBIC,
+    )
+    texture = (np.clip(texture, 0, 1) * 255).astype(np.uint8)
+    return np.stack([texture[dy * t : dy * t + height, dx * t : dx * t + width] for t in range(frames)])

@@ -18,7 +18,7 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     assert "presets" in out and "heads" in out
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"edit", "presets", "heads"}
+    assert set(commands) == {"edit", "presets", "heads", "train", "data"}
 
 
 def test_sample_clips_are_bundled():

@@ -129,6 +129,10 @@ def test_features_are_block_outputs():
     assert set(out.features) == {1} and out.features[1].shape == (2, 5 * 4 * 6, 24)
     torch.testing.assert_close(features[1], out.features[1])
     torch.testing.assert_close(sample, out.sample)
+    with torch.no_grad():
+        early = model(x, t, text, return_features=[0], features_only=True)  # stops after block 0
+        torch.testing.assert_close(early.features[0], model(x, t, text, return_features=[0]).features[0])
+    assert early.sample is None and set(early.features) == {0}
 
 
 def test_save_and_load_round_trip(tmp_path):

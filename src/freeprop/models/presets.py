@@ -137,6 +137,23 @@ PRESETS: dict[str, FreePropConfig] = {
         predictor_heads=2,
         predictor_pool=2,
     ),
+    # The bundled CPU model: PixelCodec(4) latents (48 channels, 64×64 → 16×16), 4 layers of 4 heads × 32
+    # (RoPE t/h/w = 12/10/10), 8×8 tokens per frame. About 1.3 M parameters (5 MB in fp32).
+    "small": FreePropConfig(
+        num_layers=4,
+        num_attention_heads=4,
+        attention_head_dim=32,
+        ffn_dim=512,
+        latent_channels=48,
+        mask_channels=1,
+        text_dim=16,
+        image_dim=None,
+        rope_max_seq_len=64,
+        predictor_dim=32,
+        predictor_layers=1,
+        predictor_heads=2,
+        predictor_pool=2,
+    ),
     # Wan2.1-Fun-1.3B-Control: dim 1536, 12 heads × 128, 30 layers, ffn 8960, + mask M (4 channels).
     "wan2.1-fun-1.3b-control": FreePropConfig(
         num_layers=30,

@@ -182,6 +182,7 @@ class FreePropTransformer(WanTransformer3DModel):
         attention_kwargs: dict[str, Any] | None = None,
         alphas: tuple[torch.Tensor, torch.Tensor] | None = None,
         return_features: Sequence[int] = (),
+        features_only: bool = False,
     ) -> FreePropTransformerOutput | tuple:
         """Predict the flow-matching velocity.
 
@@ -192,6 +193,8 @@ class FreePropTransformer(WanTransformer3DModel):
             encoder_hidden_states_image: `(B, 257, image_dim)` CLIP image tokens, if the model has an image branch.
             alphas: `(α_S, α_T)` each `(B,)`, overriding the predictor (tests, ablations, analysis).
             return_features: block indices whose output hidden states `(B, S, D)` are returned.
+            features_only: stop after the last block in `return_features` (no `sample`); the
+                distillation teacher needs nothing more.
         """
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
@@ -231,6 +234,10 @@ class FreePropTransformer(WanTransformer3DModel):
                 hidden_states = block(hidden_states, encoder_hidden_states, timestep_proj, rotary_emb)
             if i in wanted:
                 features[i] = hidden_states  # (B, S, D)
+                if features_only and len(features) == len(wanted):  # later blocks are not needed
+                    return FreePropTransformerOutput(
+                        sample=None, alpha_s=alpha_s, alpha_t=alpha_t, features=features
+                    )
 
         # 4. Output norm, projection and unpatchify (as diffusers).
         if temb.ndim == 3:

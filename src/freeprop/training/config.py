@@ -74,7 +74,7 @@ class LossConfig:
     variant: str = "full"  # baseline | ast_rope | full
     lambda_motion: float = 5.0  # paper §5.1
     lambda_mmd: float = 1.0  # paper §5.1
-    distill_blocks: tuple[int, ...] = ()  # block indices feeding the distillation; () = the middle block
+    distill_blocks: tuple[int, ...] = ()  # block indices feeding the distillation; () = block (L − 1) // 2
     k_s: int = 2  # spatial downsampling K_S of §4.3
     mmd_bandwidth: float | None = None  # None = median heuristic on the teacher
     timestep_sampling: str = "uniform"  # uniform (over shifted sigmas) | logit_normal

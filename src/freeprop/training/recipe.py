@@ -61,7 +61,10 @@ class StepResult:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    """The recipe's state and loop. `dataset` replaces `cfg.data` (any dataset of latent dicts, see
+    `training/data.py`); `model_overrides` change preset fields (e.g. `num_layers` for benchmarks)."""
+
+    def __init__(self, cfg: TrainConfig, dataset=None, model_overrides: dict | None = None):
         from accelerate import Accelerator
 
         self.cfg = cfg
@@ -71,24 +74,28 @@ class Trainer:
         )
         self.step, self.epoch, self.position, self.nonfinite_streak, self.skipped = 0, 0, 0, 0, 0
         self.stop_requested = False
-        self._setup_model()
-        self._setup_data()
+        self._setup_model(model_overrides or {})
+        self._setup_data(dataset)
         self._setup_optimizer()
 
     # ------------------------------------------------------------------------------------------
     # Setup
     # ------------------------------------------------------------------------------------------
 
-    def _setup_model(self) -> None:
+    def _setup_model(self, overrides: dict) -> None:
         from peft import LoraConfig
 
         from freeprop.cli import read_head_map
-        from freeprop.pipeline import load_pipeline
+        from freeprop.models import build_transformer
+        from freeprop.pipeline import FreePropPipeline, load_pipeline, make_scheduler
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        pipe = load_pipeline(cfg.model.pipeline or cfg.model.preset, cfg.model.weights, cfg.model.vae)
-        self.pipe, self.codec = pipe, pipe.codec
+        if overrides:
+            pipe = FreePropPipeline(build_transformer(cfg.model.preset, **overrides), make_scheduler())
+        else:
+            pipe = load_pipeline(cfg.model.pipeline or cfg.model.preset, cfg.model.weights, cfg.model.vae)
+        self.pipe = pipe
         model = pipe.transformer
         if cfg.model.head_map:
             model.set_head_map(read_head_map(cfg.model.head_map))
@@ -111,28 +118,33 @@ class Trainer:
         model.train()
         self.model = model
         n_layers = model.config.num_layers
-        self.distill_blocks = tuple(cfg.loss.distill_blocks) or (n_layers // 2,)
+        self.distill_blocks = tuple(cfg.loss.distill_blocks) or (
+            (n_layers - 1) // 2,
+        )  # the (lower) middle block
         if any(not 0 <= b < n_layers for b in self.distill_blocks):
             raise FreePropInputError(f"loss.distill_blocks {self.distill_blocks} outside 0..{n_layers - 1}")
         self.sigmas = training_sigmas(cfg.loss.shift)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)  # noise, timesteps, condition dropout
 
-    def _setup_data(self) -> None:
+    def _setup_data(self, dataset) -> None:
         cfg = self.cfg
-        if not cfg.data.path:
+        if dataset is not None:
+            self.dataset = dataset
+        elif not cfg.data.path:
             raise FreePropInputError(
                 "data.path is empty; point it at a pair-format folder (freeprop data synth)"
             )
-        text_fn = None
-        if self.pipe.text_encoder is not None:
-            text_fn = lambda caption: self.pipe.encode_prompt(caption or "", "cpu")  # noqa: E731
-        self.dataset = LatentPairDataset(
-            cfg.data,
-            self.codec,
-            self.out / "latent_cache",
-            text_fn,
-            text_shape=(512, self.model.config.text_dim),
-        )
+        else:
+            text_fn = None
+            if self.pipe.text_encoder is not None:
+                text_fn = lambda caption: self.pipe.encode_prompt(caption or "", "cpu")  # noqa: E731
+            self.dataset = LatentPairDataset(
+                cfg.data,
+                self.pipe.codec,
+                self.out / "latent_cache",
+                text_fn,
+                (512, self.model.config.text_dim),
+            )
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         self.per_rank = len(self.dataset) // world
         if self.per_rank < cfg.batch_size:
@@ -221,7 +233,9 @@ class Trainer:
         if distill:
             teacher_in = build_ffp_input(x_t, x0, first, unwrapped.mask_channels)
             with torch.no_grad(), self.accelerator.autocast():
-                teacher = model(teacher_in, timestep, text_in, image, return_features=blocks)
+                teacher = model(
+                    teacher_in, timestep, text_in, image, return_features=blocks, features_only=True
+                )
             f, h, w = self._token_grid(x0)
             l_motion = l_mmd = 0.0
             for block in blocks:

@@ -1,0 +1,119 @@
+"""Classical first-frame propagation along optical flow (OpenCV DIS) — the no-weights baseline.
+
+For each frame t, the flow from frame t back to frame 0 of the *source* video tells where each pixel
+of frame t was in frame 0, and the edited first frame is sampled there (backward warping):
+
+- `direct`: flow t → 0 computed in one go (no drift, but large motions are harder);
+- `chained`: flows t → t−1 → … → 0 composed step by step (small motions, but errors accumulate).
+
+For local edits a masked composite warps only the edited region (where the edited first frame
+differs from the source frame 0) and keeps the source everywhere else, and occlusions are found by
+forward–backward consistency: a pixel whose round trip t → 0 → t misses by more than `occlusion_tol`
+pixels (plus 5 % of the motion) has no counterpart in frame 0, so the source pixel is kept there.
+Edits that change most of the frame are treated as global and warped whole.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+class FlowEstimator:
+    """DIS optical flow between two RGB frames: `flow(a, b)[y, x]` = displacement from a's pixel to b."""
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
+        self.dis = cv2.DISOpticalFlow_create(preset)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.dis.calc(_gray(a), _gray(b), None)  # (H, W, 2) float32
+
+
+def _grid(height: int, width: int) -> np.ndarray:
+    return np.stack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)), -1)
+
+
+def warp(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """Sample `image` at (x, y) + flow (backward warping), bilinear."""
+    coords = _grid(*flow.shape[:2]) + flow
+    return cv2.remap(image, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR, borderMode=border)
+
+
+def compose(flow_ab: np.ndarray, flow_bc: np.ndarray) -> np.ndarray:
+    """Flow a → c from a → b and b → c."""
+    return flow_ab + warp(flow_bc, flow_ab)
+
+
+def consistency_mask(
+    flow_ab: np.ndarray, flow_ba: np.ndarray, tol: float = 1.0, rel: float = 0.05
+) -> np.ndarray:
+    """True where the round trip a → b → a returns within `tol + rel·|flow|` pixels (not occluded)."""
+    back = warp(flow_ba, flow_ab)
+    error = np.linalg.norm(flow_ab + back, axis=-1)
+    magnitude = np.linalg.norm(flow_ab, axis=-1) + np.linalg.norm(back, axis=-1)
+    return error <= tol + rel * magnitude
+
+
+def edit_mask(source0: np.ndarray, edited0: np.ndarray, threshold: int = 12, dilate: int = 2) -> np.ndarray:
+    """Where the edited first frame differs from the source's frame 0 (float [H, W] in {0, 1}, dilated)."""
+    diff = np.abs(source0.astype(np.int16) - edited0.astype(np.int16)).max(axis=-1) > threshold
+    mask = diff.astype(np.uint8)
+    if dilate:
+        mask = cv2.dilate(mask, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
+    return mask.astype(np.float32)
+
+
+def propagate(
+    source: np.ndarray,
+    edited_first: np.ndarray,
+    mode: str = "direct",
+    composite: str = "auto",
+    occlusion: bool = True,
+    occlusion_tol: float = 1.0,
+    global_fraction: float = 0.5,
+    flow: FlowEstimator | None = None,
+) -> np.ndarray:
+    """Propagate `edited_first` through `source` (uint8 [F, H, W, 3]) along the source's optical flow.
+
+    Args:
+        mode: `direct` (flow t → 0) or `chained` (composed t → t−1 → … → 0).
+        composite: `auto` (masked composite unless the edit covers more than `global_fraction` of the
+            frame), `always`, or `never`.
+        occlusion: keep the source pixel where forward–backward consistency fails.
+    """
+    if mode not in ("direct", "chained"):
+        raise ValueError(f"mode must be 'direct' or 'chained', got {mode!r}")
+    if composite not in ("auto", "always", "never"):
+        raise ValueError(f"composite must be 'auto', 'always' or 'never', got {composite!r}")
+    flow = flow or FlowEstimator()
+    frames = len(source)
+    mask0 = edit_mask(source[0], edited_first)
+    use_mask = composite == "always" or (composite == "auto" and mask0.mean() <= global_fraction)
+    out = np.empty_like(source)
+    out[0] = edited_first
+    check = occlusion and use_mask  # a global edit has no "source pixel" to fall back on: warp everywhere
+    to_first = None  # chained: flow t → 0
+    for t in range(1, frames):
+        if mode == "direct":
+            flow_t0 = flow(source[t], source[0])
+            valid = consistency_mask(flow_t0, flow(source[0], source[t]), occlusion_tol) if check else None
+        else:
+            step = flow(source[t], source[t - 1])  # t → t−1
+            to_first = step if to_first is None else compose(step, to_first)
+            flow_t0 = to_first
+            # the chain's own errors are not observable: check the newest step's consistency
+            valid = consistency_mask(step, flow(source[t - 1], source[t]), occlusion_tol) if check else None
+        warped = warp(edited_first.astype(np.float32), flow_t0)
+        if use_mask:
+            weight = warp(mask0, flow_t0)[..., None]
+            if valid is not None:
+                weight = weight * valid[..., None]
+            blended = weight * warped + (1 - weight) * source[t]
+        else:
+            blended = warped
+        out[t] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return out

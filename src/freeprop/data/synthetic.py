@@ -1,0 +1,336 @@
+"""Procedural FFP pairs with exact ground truth, mirroring the paper's two tracks (§3).
+
+A scene is a textured world seen through a moving camera (pan, zoom, or still) with a few textured
+objects that translate, rotate and scale, occlude each other in depth order, and may enter or leave
+the frame. Everything is defined in resolution-free units (fractions of the frame), so the same
+scene renders at 64×64 or 256×256 with identical content. The target video re-renders the *edited*
+scene, so it is exact:
+
+- local track: `swap` (the object becomes another shape/texture/colour on the same trajectory),
+  `removal` (the object is gone; the background it covered is revealed), `modification` (same
+  shape, new colour and texture, or a different size); the mask marks every pixel the edit changes;
+- global track: `stylization` (a frame-wise style transform of the whole scene: colour grading,
+  posterise, palette mapping, edge/cartoon, hue rotation).
+
+Splits never share seeds (train / val / test draw from disjoint seed ranges), and the test split
+holds out combinations never seen in training: the `star` shape, the `dots` texture and the
+`hue_rotate` style appear only in test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from freeprop.data.pairs import Pair, PairWriter
+
+SHAPES = ("circle", "square", "triangle", "hexagon", "star")
+TEXTURES = ("stripes", "checker", "noise", "gradient", "dots")
+STYLES = ("grade_warm", "grade_cool", "posterize", "palette", "edges", "hue_rotate")
+HELD_OUT = {"shape": "star", "texture": "dots", "style": "hue_rotate"}  # test split only
+CAMERAS = ("pan", "zoom", "still")
+LOCAL_TASKS = ("swap", "removal", "modification")
+SPLIT_SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000}  # disjoint seed ranges
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    shape: str
+    texture: str
+    color: tuple[float, float, float]  # base RGB in [0, 255]
+    size: float  # radius, fraction of the frame height
+    start: tuple[float, float]  # centre at t=0 (x, y), fractions of the frame
+    velocity: tuple[float, float]  # per frame
+    angle: float  # degrees at t=0
+    spin: float  # degrees per frame
+    growth: float  # scale factor per frame
+
+
+@dataclass(frozen=True)
+class Scene:
+    seed: int
+    camera: str
+    camera_speed: float  # pan: fraction of the frame per frame; zoom: relative zoom per frame
+    objects: tuple[SceneObject, ...]
+
+
+# ----------------------------------------------------------------------------------------------
+# Textures and rendering
+# ----------------------------------------------------------------------------------------------
+
+
+def _texture(kind: str, height: int, width: int, color, seed: int, scale: float) -> np.ndarray:
+    """A float RGB texture [H, W, 3] of `kind` around `color`; `scale` = pixels per unit length."""
+    yy, xx = np.mgrid[:height, :width].astype(np.float32) / scale
+    rng = np.random.default_rng(seed)
+    base = np.asarray(color, np.float32)
+    if kind == "stripes":
+        pattern = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * 0.8 + yy * 0.5) / 0.12)
+    elif kind == "checker":
+        pattern = ((np.floor(xx / 0.1) + np.floor(yy / 0.1)) % 2).astype(np.float32)
+    elif kind == "noise":
+        small = rng.random((max(2, int(height / scale * 12)), max(2, int(width / scale * 12)))).astype(
+            np.float32
+        )
+        pattern = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    elif kind == "gradient":
+        pattern = (xx + yy) / max(1e-6, (xx + yy).max())
+    elif kind == "dots":
+        pattern = ((np.sin(2 * np.pi * xx / 0.1) * np.sin(2 * np.pi * yy / 0.1)) > 0.4).astype(np.float32)
+    else:
+        raise ValueError(f"unknown texture {kind!r}")
+    contrast = np.array([0.55, 0.45, 0.5], np.float32)
+    return np.clip(
+        base * (1 - contrast) + 255 * contrast * pattern[..., None] * (base / 255 * 0.5 + 0.5), 0, 255
+    )
+
+
+def _shape_mask(shape: str, size: int) -> np.ndarray:
+    """A float alpha mask [2s, 2s] of `shape` with radius s (anti-aliased by supersampling)."""
+    ss = 4
+    n = 2 * size * ss
+    canvas = np.zeros((n, n), np.uint8)
+    c, r = n / 2, size * ss * 0.95
+    if shape == "circle":
+        cv2.circle(canvas, (int(c), int(c)), int(r), 255, -1)
+    else:
+        k = {"square": 4, "triangle": 3, "hexagon": 6, "star": 10}[shape]
+        angles = np.arange(k) * 2 * np.pi / k - np.pi / 2
+        radii = np.where(np.arange(k) % 2, r * 0.45, r) if shape == "star" else np.full(k, r)
+        points = np.stack([c + radii * np.cos(angles), c + radii * np.sin(angles)], 1).astype(np.int32)
+        cv2.fillPoly(canvas, [points], 255)
+    return cv2.resize(canvas, (2 * size, 2 * size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def _camera(scene: Scene, t: int, height: int, width: int) -> np.ndarray:
+    """2×3 affine from world pixels (world = 2× the frame, centred) to screen pixels at frame t."""
+    if scene.camera == "pan":
+        offset, zoom = scene.camera_speed * t * width, 1.0
+    elif scene.camera == "zoom":
+        offset, zoom = 0.0, (1 + scene.camera_speed) ** t
+    else:
+        offset, zoom = 0.0, 1.0
+    # world centre (w, h) (of a 2h × 2w world) maps to the screen centre, shifted by the pan
+    cx, cy = width + offset, height
+    return np.array([[zoom, 0, width / 2 - zoom * cx], [0, zoom, height / 2 - zoom * cy]], np.float32)
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    a = np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]])
+    return a[:2].astype(np.float32)
+
+
+def render(scene: Scene, frames: int, height: int, width: int) -> np.ndarray:
+    """Render `scene` as uint8 [F, H, W, 3] (objects in list order: later ones occlude earlier ones)."""
+    world = _texture("noise", 2 * height, 2 * width, (110, 140, 120), scene.seed, scale=height)
+    world = 0.6 * world + 0.4 * _texture("stripes", 2 * height, 2 * width, (90, 120, 160), scene.seed, height)
+    sprites = []
+    for i, obj in enumerate(scene.objects):
+        radius = max(2, int(round(obj.size * height)))
+        alpha = _shape_mask(obj.shape, radius)
+        tex = _texture(obj.texture, 2 * radius, 2 * radius, obj.color, scene.seed + 17 * i, scale=height)
+        sprites.append((obj, radius, alpha, tex))
+    video = np.empty((frames, height, width, 3), np.uint8)
+    for t in range(frames):
+        cam = _camera(scene, t, height, width)
+        frame = cv2.warpAffine(
+            world, cam, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        for obj, radius, alpha, tex in sprites:
+            cx = width / 2 + (obj.start[0] - 0.5 + obj.velocity[0] * t) * width + width / 2  # world x
+            cy = height / 2 + (obj.start[1] - 0.5 + obj.velocity[1] * t) * height + height / 2
+            pose = cv2.getRotationMatrix2D((radius, radius), obj.angle + obj.spin * t, obj.growth**t)
+            pose[:, 2] += (cx - radius, cy - radius)  # sprite pixel → world pixel
+            m = _compose(cam, pose)
+            a = cv2.warpAffine(alpha, m, (width, height), flags=cv2.INTER_LINEAR)[..., None]
+            rgb = cv2.warpAffine(tex, m, (width, height), flags=cv2.INTER_LINEAR)
+            frame = frame * (1 - a) + rgb * a
+        video[t] = np.clip(np.round(frame), 0, 255).astype(np.uint8)
+    return video
+
+
+# ----------------------------------------------------------------------------------------------
+# Styles (global track)
+# ----------------------------------------------------------------------------------------------
+
+
+def stylize(video: np.ndarray, style: str) -> np.ndarray:
+    """A deterministic frame-wise style transform of uint8 [F, H, W, 3]."""
+    x = video.astype(np.float32)
+    if style == "grade_warm":
+        out = x @ np.array([[1.1, 0.05, 0], [0.05, 0.95, 0], [0, 0.05, 0.7]], np.float32).T + [12, 4, -8]
+    elif style == "grade_cool":
+        out = x @ np.array([[0.75, 0, 0.05], [0, 0.95, 0.05], [0.05, 0.1, 1.15]], np.float32).T + [-6, 2, 14]
+    elif style == "posterize":
+        out = np.floor(x / 64) * 64 + 32
+    elif style == "palette":
+        palette = np.array(
+            [[38, 70, 83], [42, 157, 143], [233, 196, 106], [244, 162, 97], [231, 111, 81]], np.float32
+        )
+        gray = x.mean(-1)
+        out = palette[np.clip((gray / 256 * len(palette)).astype(int), 0, len(palette) - 1)]
+    elif style == "edges":  # cartoon: flattened colours with dark edges
+        out = np.empty_like(x)
+        for i, frame in enumerate(video):
+            flat = cv2.bilateralFilter(frame, 5, 60, 5).astype(np.float32)
+            edges = cv2.Canny(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 60, 140)
+            out[i] = np.round(flat / 48) * 48 * (1 - edges[..., None] / 255 * 0.8)
+    elif style == "hue_rotate":
+        out = np.empty_like(x)
+        for i, frame in enumerate(video):
+            hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+            hsv[..., 0] = (hsv[..., 0].astype(int) + 60) % 180
+            out[i] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    else:
+        raise ValueError(f"unknown style {style!r}")
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scenes, edits, pairs
+# ----------------------------------------------------------------------------------------------
+
+
+def _allowed(names: tuple[str, ...], kind: str, split: str) -> list[str]:
+    return [n for n in names if split == "test" or n != HELD_OUT.get(kind)]
+
+
+def random_object(rng: np.random.Generator, split: str) -> SceneObject:
+    enter = rng.random() < 0.25  # some objects enter or leave the frame
+    speed = rng.uniform(0.02, 0.05) if enter else rng.uniform(0.0, 0.02)
+    direction = rng.uniform(0, 2 * np.pi)
+    start = (rng.uniform(0.05, 0.3), rng.uniform(0.2, 0.8)) if enter else tuple(rng.uniform(0.25, 0.75, 2))
+    if enter:
+        direction = rng.uniform(-0.4, 0.4)  # heading right, across the frame
+    return SceneObject(
+        shape=str(rng.choice(_allowed(SHAPES, "shape", split))),
+        texture=str(rng.choice(_allowed(TEXTURES, "texture", split))),
+        color=tuple(float(c) for c in rng.uniform(30, 230, 3)),
+        size=float(rng.uniform(0.1, 0.2)),
+        start=(float(start[0]), float(start[1])),
+        velocity=(float(speed * np.cos(direction)), float(speed * np.sin(direction))),
+        angle=float(rng.uniform(0, 360)),
+        spin=float(rng.choice([0.0, rng.uniform(-8, 8)])),
+        growth=float(rng.choice([1.0, rng.uniform(0.98, 1.02)])),
+    )
+
+
+def random_scene(seed: int, split: str) -> Scene:
+    rng = np.random.default_rng(seed)
+    camera = str(rng.choice(CAMERAS))
+    speed = {"pan": rng.uniform(0.005, 0.02), "zoom": rng.uniform(-0.015, 0.015), "still": 0.0}[camera]
+    objects = tuple(random_object(rng, split) for _ in range(int(rng.integers(1, 4))))
+    return Scene(seed, camera, float(speed), objects)
+
+
+def edit_scene(scene: Scene, task: str, rng: np.random.Generator, split: str) -> tuple[Scene, str, int]:
+    """The edited scene, an instruction, and the edited object's index (−1 for stylization)."""
+    k = int(rng.integers(len(scene.objects)))
+    obj = scene.objects[k]
+    objects = list(scene.objects)
+    if task == "swap":
+        shapes = [s for s in _allowed(SHAPES, "shape", split) if s != obj.shape]
+        new = replace(
+            obj,
+            shape=str(rng.choice(shapes)),
+            texture=str(rng.choice(_allowed(TEXTURES, "texture", split))),
+            color=tuple(float(c) for c in rng.uniform(30, 230, 3)),
+        )
+        objects[k] = new
+        instruction = f"replace the {obj.texture} {obj.shape} with a {new.texture} {new.shape}"
+    elif task == "removal":
+        objects.pop(k)
+        instruction = f"remove the {obj.texture} {obj.shape}"
+    elif task == "modification":
+        if rng.random() < 0.5:
+            new = replace(
+                obj,
+                color=tuple(float(255 - c) for c in obj.color),
+                texture=str(
+                    rng.choice([t for t in _allowed(TEXTURES, "texture", split) if t != obj.texture])
+                ),
+            )
+            instruction = f"make the {obj.shape} {new.texture} in another colour"
+        else:
+            new = replace(obj, size=obj.size * float(rng.choice([0.7, 1.4])))
+            instruction = f"make the {obj.shape} {'bigger' if new.size > obj.size else 'smaller'}"
+        objects[k] = new
+    else:
+        raise ValueError(f"unknown local task {task!r}")
+    return replace(scene, objects=tuple(objects)), instruction, k
+
+
+def sample_id(seed: int, split: str, task: str, frames: int, height: int, width: int) -> str:
+    """Deterministic id from everything that determines the pair (re-runs give the same id)."""
+    digest = hashlib.sha1(f"{split}/{seed}/{task}/{frames}/{height}x{width}".encode()).hexdigest()[:8]
+    return f"{split}-{seed:07d}-{task}-{digest}"
+
+
+def make_pair(
+    seed: int, split: str, task: str, frames: int = 17, height: int = 64, width: int = 64, fps: float = 16.0
+) -> Pair:
+    """One deterministic (source, target) pair for `task`."""
+    scene = random_scene(seed, split)
+    rng = np.random.default_rng([seed, 1])
+    source = render(scene, frames, height, width)
+    if task == "stylization":
+        style = str(rng.choice(_allowed(STYLES, "style", split)))
+        target, mask, instruction = (
+            stylize(source, style),
+            None,
+            f"restyle the video: {style.replace('_', ' ')}",
+        )
+        meta = {"style": style}
+    else:
+        edited, instruction, k = edit_scene(scene, task, rng, split)
+        target = render(edited, frames, height, width)
+        mask = (np.abs(target.astype(int) - source).max(axis=-1) > 0).astype(np.uint8) * 255
+        meta = {"object": k}
+    meta |= {
+        "seed": seed,
+        "camera": scene.camera,
+        "objects": len(scene.objects),
+        "generator": "freeprop.synthetic/1",
+    }
+    return Pair(
+        sample_id=sample_id(seed, split, task, frames, height, width),
+        source=source,
+        target=target,
+        task=task,
+        track="global" if task == "stylization" else "local",
+        fps=fps,
+        mask=mask,
+        instruction=instruction,
+        split=split,
+        meta=meta,
+    )
+
+
+TASKS = (*LOCAL_TASKS, "stylization")
+
+
+def write_synthetic(
+    root,
+    counts: dict[str, int],
+    frames: int = 17,
+    height: int = 64,
+    width: int = 64,
+    shard_size: int = 64,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
+    from tqdm.auto import tqdm
+
+    written = {}
+    with PairWriter(root, shard_size=shard_size) as writer:
+        for split, count in counts.items():
+            bar = tqdm(range(count), desc=f"synth {split}", disable=not progress)
+            for i in bar:
+                seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
+                if sample_id(seed, split, task, frames, height, width) not in writer.done:
+                    writer.add(make_pair(seed, split, task, frames, height, width))
+            written[split] = count
+    return written
