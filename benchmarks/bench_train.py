@@ -6,7 +6,7 @@
 For each shape, one Trainer per variant is built on the same random latent batch (same weights, same
 seed); steps are timed alternating between variants, median of `--repeats` after a warm-up. The two
 distillation losses are also timed alone (forward + backward on the block features the full step
-produces). Peak memory is read per variant in a fresh subprocess (`ru_maxrss` after two steps); the
+produces). Peak memory is read per variant in a fresh subprocess (`VmHWM` after two steps); the
 losses' own memory is how much that peak grows when they run alone afterwards (0 = they fit in
 memory the step had already used).
 Targets: full ≤ 1.35× baseline step time; the two losses ≤ 5 % of the full step's time and memory.
@@ -106,8 +106,9 @@ def peak_memory(shape_name: str, variant: str) -> dict[str, float]:
     """Peak RSS (MiB) of a fresh process running two steps; for `full`, also the growth of the peak
     while the two distillation losses run alone after those steps (their own memory)."""
     code = (
-        "import resource, tempfile, benchmarks.bench_train as b\n"
-        "def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "import re, tempfile, benchmarks.bench_train as b\n"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent
+        "def peak(): return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024\n"
         f"t = b.make_trainer({shape_name!r}, {variant!r}, tempfile.mkdtemp())\n"
         "t._train_step(); t._train_step(); step_peak = peak()\n"
         f"if {variant!r} == 'full': b.loss_only_time(t, t._next_batch())\n"

@@ -18,7 +18,7 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     assert "presets" in out and "heads" in out
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"edit", "presets", "heads", "train", "data"}
+    assert set(commands) == {"demo", "edit", "presets", "heads", "train", "data"}
 
 
 def test_sample_clips_are_bundled():
@@ -217,3 +217,24 @@ def test_edit_user_errors(case, message, tmp_path, edit_inputs, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("freeprop: error:") and message in err
     assert source.read_bytes() == before  # inputs untouched
+
+
+def test_demo_writes_videos_metrics_and_html(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--model", "tiny", "--steps", "1"]) == 0
+    for task in ("swap", "stylization"):
+        for name in (
+            "source.mp4",
+            "target.mp4",
+            "freeprop.mp4",
+            "flow_warp.mp4",
+            "comparison.mp4",
+            "comparison.gif",
+            "edited_first_frame.png",
+        ):
+            assert (out / task / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"swap", "stylization"} and "psnr" in metrics["swap"]["flow_warp"]
+    page = (out / "index.html").read_text()
+    assert "swap/comparison.gif" in page and "<table>" in page
+    assert "index.html" in capsys.readouterr().out

@@ -219,3 +219,20 @@ def test_bad_inputs(kwargs, message, clip):
         run(pipe, clip, first, num_inference_steps=1, **kwargs)
     with pytest.raises(FreePropInputError, match="uint8"):
         run(pipe, clip.astype(np.float32), clip[0], num_inference_steps=1)
+
+
+def test_residual_upscale_keeps_source_detail_where_nothing_changes():
+    """2× output: unedited regions come from the full-resolution source, not from an upsampled output."""
+    from freeprop.eval.metrics.ground_truth import psnr
+
+    source = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)  # full of fine detail
+    kwargs = dict(num_inference_steps=1, generator=torch.Generator().manual_seed(0))
+    # A model whose output is exactly its (model-size) input: the edit changes nothing anywhere.
+    identity = tiny_pipeline(sample_size=(32, 32))
+    identity._denoise_window = lambda window, *args, **kw: (window, (0.0, 1.0))
+    residual = identity(source, source[0], **kwargs).frames
+    np.testing.assert_array_equal(residual, source)  # residual 0 → the full-resolution source itself
+    plain = identity(source, source[0], residual_upscale=False, **kwargs).frames
+    assert psnr(plain[1:], source[1:]) < 20  # upsampling the 32×32 output loses the detail
+    real = tiny_pipeline(sample_size=(32, 32))(source, source[0], **kwargs).frames
+    assert real.shape == source.shape

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
@@ -320,10 +321,13 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return 81 if self.codec.temporal_factor > 1 else 17
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
-        """The (H, W) the model runs at: `sample_size` if set, else the input rounded to the size multiple."""
-        if self.config.sample_size:
-            return tuple(self.config.sample_size)
+        """The (H, W) the model runs at: the input's aspect ratio at `sample_size`'s area (the native
+        resolution of a model trained at one size), or the input size itself, rounded to the size multiple."""
         m = self.size_multiple
+        if self.config.sample_size:
+            native_h, native_w = self.config.sample_size
+            scale = (native_h * native_w / (height * width)) ** 0.5
+            height, width = height * scale, width * scale
         return max(m, round(height / m) * m), max(m, round(width / m) * m)
 
     @torch.no_grad()
@@ -409,6 +413,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         window_frames: int | None = None,
         overlap: int = 1,
         replace_first_frame: bool = True,
+        residual_upscale: bool | None = None,
         callback: Callable[[int, int], None] | None = None,
     ) -> FreePropPipelineOutput:
         """Propagate `first_frame`'s edit through `source_video`.
@@ -421,6 +426,9 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             height, width: output size (default: the source's).
             window_frames, overlap: long-video windows (default window: `config.window_frames` or 81/17).
             replace_first_frame: put `first_frame` itself at output frame 0 (it is the user's edit).
+            residual_upscale: map the result to the output size as source + upsampled (output − source)
+                instead of upsampling the output itself, so unedited regions keep the full-resolution
+                source detail; default: on when the output is larger than the model's size.
             callback: called as `callback(step, total_steps)` after each denoising step.
         """
         # 1. Validate and bring inputs to the model's size and frame count.
@@ -521,7 +529,18 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         # 4. Back to the user's frame count and size; the edit itself at frame 0.
         with _timed(timings, "resize", device):
-            result = _resize(output[:num_frames], out_h, out_w)
+            upscaling = out_h * out_w > model_h * model_w
+            if residual_upscale if residual_upscale is not None else upscaling:
+                # Carry the edit as a residual over the full-resolution source: where the edit changes
+                # nothing, output ≈ source at model size, so the result keeps the source's own detail.
+                full = _resize(frames, out_h, out_w).astype(np.float32)
+                residual = output[:num_frames].astype(np.float32) - source[:num_frames]
+                up = np.stack(
+                    [cv2.resize(r, (out_w, out_h), interpolation=cv2.INTER_CUBIC) for r in residual]
+                )
+                result = np.clip(np.round(full + up), 0, 255).astype(np.uint8)
+            else:
+                result = _resize(output[:num_frames], out_h, out_w)
             if replace_first_frame:
                 result[0] = _resize(edit, out_h, out_w)
         self.maybe_free_model_hooks()

@@ -70,7 +70,7 @@ def edit_mask(source0: np.ndarray, edited0: np.ndarray, threshold: int = 12, dil
 def propagate(
     source: np.ndarray,
     edited_first: np.ndarray,
-    mode: str = "direct",
+    mode: str = "chained",
     composite: str = "auto",
     occlusion: bool = True,
     occlusion_tol: float = 1.0,
@@ -80,7 +80,9 @@ def propagate(
     """Propagate `edited_first` through `source` (uint8 [F, H, W, 3]) along the source's optical flow.
 
     Args:
-        mode: `direct` (flow t → 0) or `chained` (composed t → t−1 → … → 0).
+        mode: `direct` (flow t → 0) or `chained` (composed t → t−1 → … → 0). Default `chained`, by
+            measurement: 28.08 vs 27.67 dB mean PSNR on 40 synthetic validation pairs
+            (`benchmarks/flow_warp.py`); it wins on removal and swap, direct on stylization.
         composite: `auto` (masked composite unless the edit covers more than `global_fraction` of the
             frame), `always`, or `never`.
         occlusion: keep the source pixel where forward–backward consistency fails.

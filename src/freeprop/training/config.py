@@ -96,6 +96,9 @@ class TrainConfig:
     grad_accum: int = 1
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
     gradient_checkpointing: bool = False
+    full_finetune: bool = (
+        False  # train every weight (models trained from scratch, e.g. the bundled one); paper: LoRA
+    )
     save_every: int = 500
     log_every: int = 10
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row

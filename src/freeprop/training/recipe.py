@@ -111,6 +111,8 @@ class Trainer:
                     init_lora_weights=True,
                 )
             )
+        if cfg.full_finetune:
+            model.requires_grad_(True)
         model.patch_embedding.requires_grad_(True)  # the mask channels M train fully (§4.1)
         model.alpha_predictor.requires_grad_(cfg.loss.variant != "baseline")
         if cfg.gradient_checkpointing:
@@ -316,6 +318,11 @@ class Trainer:
                 signal.signal(sig, handler)
         self.save_checkpoint()
         self.save_adapter(self.out / "adapter")
+        if (
+            cfg.full_finetune and acc.is_main_process
+        ):  # a complete pipeline folder, loadable by `freeprop edit`
+            self.pipe.transformer = acc.unwrap_model(self.model)
+            self.pipe.save_pretrained(self.out / "pipeline")
         mean = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]} if recent else {}
         summary = {
             "status": status,

@@ -1,0 +1,36 @@
+"""Copy a trained `small` run into the package as the bundled default model.
+
+    python scripts/bundle_model.py runs/small [--out src/freeprop/assets/freeprop-small]
+
+Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
+clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors. The run's
+`config.json` and `summary.json` are copied beside it for provenance.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from freeprop import FreePropPipeline
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("run")
+parser.add_argument(
+    "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
+)
+args = parser.parse_args()
+
+run, out = Path(args.run), Path(args.out)
+config = json.loads((run / "config.json").read_text())
+pipe = FreePropPipeline.from_pretrained(
+    run / "pipeline",
+    sample_size=[config["data"]["height"], config["data"]["width"]],
+    window_frames=config["data"]["num_frames"],
+)
+shutil.rmtree(out, ignore_errors=True)
+pipe.save_pretrained(out)
+for name in ("config.json", "summary.json"):
+    shutil.copy(run / name, out / f"training_{name}")
+size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+print(f"bundled {run} → {out} ({size / 2**20:.1f} MiB)")
