@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/freeprop heads classify --model tiny -o outputs/heads.json
+	$(BIN)/freeprop demo -o outputs/demo
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

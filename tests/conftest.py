@@ -7,6 +7,23 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# diffusers' tiny Wan test config with Fun-Control's 3·C input channels (C = 12), and a tiny AlphaPredictor
+TINY_FUN_CONTROL = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=36,
+    out_channels=12,
+    text_dim=16,
+    freq_dim=256,
+    ffn_dim=32,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
+)
+TINY_PREDICTOR = dict(predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2)
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_dtype():

@@ -238,3 +238,14 @@ def test_demo_writes_videos_metrics_and_html(tmp_path, capsys):
     page = (out / "index.html").read_text()
     assert "swap/comparison.gif" in page and "<table>" in page
     assert "index.html" in capsys.readouterr().out
+
+
+def test_edit_with_flow_warp_method(tmp_path, edit_inputs):
+    from freeprop.video import read_video
+
+    source, edit = edit_inputs
+    out = tmp_path / "warp.mp4"
+    assert (
+        main(["edit", str(source), str(edit), "-o", str(out), "--method", "flow-warp", "--frames", "9"]) == 0
+    )
+    assert read_video(out).frames.shape == (9, 32, 48, 3)

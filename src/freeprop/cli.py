@@ -101,10 +101,8 @@ def _device_and_dtype(device: str | None, dtype: str | None):
 
 def cmd_edit(args: argparse.Namespace) -> None:
     import numpy as np
-    import torch
 
-    from freeprop.pipeline import load_pipeline
-    from freeprop.video import ensure_not_input, read_image, read_video, write_video
+    from freeprop.video import ensure_not_input, read_image, read_video, resize_cover_crop, write_video
 
     # 1. Check every input before loading a model.
     output = Path(args.output)
@@ -126,11 +124,39 @@ def cmd_edit(args: argparse.Namespace) -> None:
         raise FreePropInputError(f"--frames {args.frames}: {args.source} has only {len(video.frames)} frames")
     device, dtype = _device_and_dtype(args.device, args.dtype)
     height, width = args.size if args.size != (None, None) else (None, None)
-    if args.method != "freeprop":
-        raise FreePropInputError(f"unknown --method {args.method!r}")
 
-    # 2. Model, adapters, and the edit itself.
+    # 2. The edit: a FreeProp model, or the classical flow-warp baseline (no weights).
+    if args.method == "flow-warp":
+        from freeprop.baselines.flow_warp import propagate
+
+        frames = propagate(video.frames, resize_cover_crop(first, src_h, src_w)[0])
+        alphas = []
+        if height:
+            frames = resize_cover_crop(frames, height, width)[0]
+    else:
+        result = _edit_with_model(args, video.frames, first, height, width, device, dtype)
+        frames, alphas = result.frames, result.alphas
+
+    # 3. Write (atomically) what a person looks at.
+    write_video(output, frames, fps=video.fps)
+    shown = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in alphas) or "–"
+    print(
+        f"wrote {output} ({len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}, {video.fps:g} fps; "
+        f"α_S/α_T per window: {shown})"
+    )
+    if args.side_by_side:
+        out_h, out_w = frames.shape[1:3]
+        source = resize_cover_crop(video.frames[: len(frames)], out_h, out_w)[0]
+        edit = np.repeat(resize_cover_crop(first, out_h, out_w)[0][None], len(frames), axis=0)
+        write_video(args.side_by_side, np.concatenate([source, edit, frames], axis=2), fps=video.fps)
+        print(f"wrote {args.side_by_side} (source | edited first frame | output)")
+
+
+def _edit_with_model(args, frames, first, height, width, device, dtype):
+    import torch
+
     from freeprop.demo import default_model
+    from freeprop.pipeline import load_pipeline
 
     model = args.model or default_model()
     if model in ("tiny", "small") and args.weights is None:
@@ -144,9 +170,8 @@ def cmd_edit(args: argparse.Namespace) -> None:
     pipe.to(device)
     if args.attention_backend:
         pipe.transformer.set_attention_backend(args.attention_backend)
-    generator = torch.Generator().manual_seed(args.seed)
-    result = pipe(
-        video.frames,
+    return pipe(
+        frames,
         first,
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -155,25 +180,10 @@ def cmd_edit(args: argparse.Namespace) -> None:
         width=width,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
-        generator=generator,
+        generator=torch.Generator().manual_seed(args.seed),
         window_frames=args.window,
         overlap=args.overlap,
     )
-
-    # 3. Write (atomically) what a person looks at.
-    write_video(output, result.frames, fps=video.fps)
-    print(
-        f"wrote {output} ({len(result.frames)} frames, {result.frames.shape[2]}x{result.frames.shape[1]}, "
-        f"{video.fps:g} fps; α_S, α_T per window: {', '.join(f'{a:.3f}/{b:.3f}' for a, b in result.alphas)})"
-    )
-    if args.side_by_side:
-        from freeprop.video import resize_cover_crop
-
-        out_h, out_w = result.frames.shape[1:3]
-        source = resize_cover_crop(video.frames[: len(result.frames)], out_h, out_w)[0]
-        edit = np.repeat(resize_cover_crop(first, out_h, out_w)[0][None], len(result.frames), axis=0)
-        write_video(args.side_by_side, np.concatenate([source, edit, result.frames], axis=2), fps=video.fps)
-        print(f"wrote {args.side_by_side} (source | edited first frame | output)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -375,7 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
     p.add_argument("--dtype", choices=list(DTYPES), help="weights dtype (default: bf16 on cuda, fp32 on cpu)")
     p.add_argument("--attention-backend", help="diffusers attention backend, e.g. flash, _native_cudnn, sage")
-    p.add_argument("--method", choices=["freeprop"], default="freeprop", help="propagation method")
+    p.add_argument(
+        "--method",
+        choices=["freeprop", "flow-warp"],
+        default="freeprop",
+        help="freeprop (a model) or flow-warp (optical-flow propagation of the edit, no weights)",
+    )
     p.add_argument(
         "--side-by-side", help="also write source | edited first frame | output to this video path"
     )

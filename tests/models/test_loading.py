@@ -5,6 +5,7 @@ from safetensors.torch import save_file
 from freeprop.errors import FreePropInputError
 from freeprop.models import build_transformer
 from freeprop.models.loading import load_transformer, load_weights, model_config
+from tests.conftest import TINY_FUN_CONTROL, TINY_PREDICTOR
 
 
 def test_load_preset_with_weights_is_exact(tmp_path):
@@ -49,21 +50,8 @@ def test_refuses_pickles_and_missing_files(tmp_path):
 
 # --- original Wan2.1 Fun-Control checkpoints ---------------------------------------------------
 
-FUN_CONTROL_TINY = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=2,
-    attention_head_dim=12,
-    in_channels=36,
-    out_channels=12,
-    text_dim=16,
-    freq_dim=256,
-    ffn_dim=32,
-    num_layers=2,
-    cross_attn_norm=True,
-    image_dim=4,
-    added_kv_proj_dim=24,
-)
-PREDICTOR = dict(predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2)
+FUN_CONTROL_TINY = {**TINY_FUN_CONTROL, "image_dim": 4, "added_kv_proj_dim": 24}  # with the CLIP image branch
+PREDICTOR = TINY_PREDICTOR
 
 
 def to_original_wan_keys(state: dict) -> dict:

@@ -4,22 +4,10 @@ from diffusers import WanTransformer3DModel
 
 from freeprop.models import FreePropTransformer, build_ffp_input, build_transformer, expand_input_channels
 from freeprop.models.ast_rope import SPATIAL, TEMPORAL
+from tests.conftest import TINY_FUN_CONTROL, TINY_PREDICTOR
 
-TINY_WAN = dict(  # diffusers' tiny Wan test config, with Fun-Control's 3·C input channels (C = 12)
-    patch_size=(1, 2, 2),
-    num_attention_heads=2,
-    attention_head_dim=12,
-    in_channels=36,
-    out_channels=12,
-    text_dim=16,
-    freq_dim=256,
-    ffn_dim=32,
-    num_layers=2,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=32,
-)
-PREDICTOR = dict(predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2)
+TINY_WAN = TINY_FUN_CONTROL
+PREDICTOR = TINY_PREDICTOR
 
 
 def inputs(batch=2, channels=37, frames=5, height=8, width=12, text_len=7, text_dim=16):

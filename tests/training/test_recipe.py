@@ -24,7 +24,7 @@ def pairs(tmp_path_factory):
     return root
 
 
-def tiny_config(pairs, out, *overrides):
+def tiny_args(pairs, out, *overrides) -> list[str]:
     base = [
         f"data.path={pairs}",
         "data.num_frames=5",
@@ -38,23 +38,17 @@ def tiny_config(pairs, out, *overrides):
         "lora.alpha=4",
         "optim.warmup_steps=0",
     ]
-    return load_config("configs/tiny.yaml", [*base, *overrides])
+    return [*base, *overrides]
+
+
+def tiny_config(pairs, out, *overrides):
+    return load_config("configs/tiny.yaml", tiny_args(pairs, out, *overrides))
 
 
 @pytest.mark.parametrize("variant", ["baseline", "ast_rope", "full"])
 def test_two_step_smoke_through_cli(variant, pairs, tmp_path, capsys):
     out = tmp_path / variant
-    args = [
-        f"data.path={pairs}",
-        "data.num_frames=5",
-        "data.height=16",
-        "data.width=16",
-        f"output_dir={out}",
-        "max_steps=2",
-        "log_every=1",
-        f"loss.variant={variant}",
-        "lora.rank=4",
-    ]
+    args = tiny_args(pairs, out, f"loss.variant={variant}")
     assert main(["train", "configs/tiny.yaml", *args]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 2
