@@ -198,3 +198,16 @@ def test_train_cli_user_errors(tmp_path, capsys):
     assert main(["train", "configs/tiny.yaml", f"data.path={tmp_path}"]) == 2  # no index.parquet
     errors = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("freeprop: error:") for line in errors) and len(errors) == 3
+
+
+def test_distillation_warmup_ramps_the_lambdas(pairs, tmp_path):
+    trainer = Trainer(tiny_config(pairs, tmp_path, "loss.distill_warmup_steps=10"))
+    batch = trainer._next_batch()
+    state = trainer.generator.get_state()
+    first = trainer.compute_loss(batch)  # step 0: distillation weight 0
+    assert first.loss.item() == pytest.approx(first.terms["fm"])
+    trainer.step = 5
+    trainer.generator.set_state(state)
+    half = trainer.compute_loss(batch)
+    expected = half.terms["fm"] + 0.5 * (5.0 * half.terms["motion"] + 1.0 * half.terms["mmd"])
+    assert half.loss.item() == pytest.approx(expected, rel=1e-5)

@@ -77,6 +77,7 @@ class LossConfig:
     distill_blocks: tuple[int, ...] = ()  # block indices feeding the distillation; () = block (L − 1) // 2
     k_s: int = 2  # spatial downsampling K_S of §4.3
     mmd_bandwidth: float | None = None  # None = median heuristic on the teacher
+    distill_warmup_steps: int = 0  # ramp λ_motion, λ_MMD linearly from 0 over these steps (from-scratch runs)
     timestep_sampling: str = "uniform"  # uniform (over shifted sigmas) | logit_normal
     shift: float = 5.0  # VideoX-Fun wan_civitai.yaml
     logit_mean: float = 0.0

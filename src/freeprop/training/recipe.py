@@ -245,7 +245,8 @@ class Trainer:
                 t_tok = prepare_features(teacher.features[block].detach(), f, h, w, cfg.k_s)
                 l_motion = l_motion + motion_loss(s_tok, t_tok) / len(blocks)
                 l_mmd = l_mmd + mmd_loss(s_tok, t_tok, cfg.mmd_bandwidth) / len(blocks)
-            loss = loss + cfg.lambda_motion * l_motion + cfg.lambda_mmd * l_mmd  # Eq. (5)
+            ramp = min(1.0, self.step / cfg.distill_warmup_steps) if cfg.distill_warmup_steps else 1.0
+            loss = loss + ramp * (cfg.lambda_motion * l_motion + cfg.lambda_mmd * l_mmd)  # Eq. (5)
             terms |= {"motion": l_motion.item(), "mmd": l_mmd.item()}
         terms["loss"] = loss.item()
         return StepResult(loss, terms)
