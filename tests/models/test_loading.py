@@ -163,3 +163,16 @@ def test_fun_control_errors(tmp_path):
     save_file({"foo": torch.zeros(1)}, tmp_path / "other.safetensors")
     with pytest.raises(FreePropInputError, match="not a Wan transformer"):
         load_fun_control(tmp_path / "other.safetensors")
+
+
+def test_freeprop_weights_are_not_mistaken_for_fun_control(tmp_path):
+    """An AlphaPredictor has `self_attn` keys too; a FreeProp checkpoint must load as FreeProp."""
+    from freeprop.models.loading import is_original_wan_layout
+    from freeprop.pipeline import load_pipeline
+
+    model = build_transformer("tiny")
+    torch.nn.init.normal_(model.alpha_predictor.head_s.weight)
+    assert not is_original_wan_layout(model.state_dict())
+    save_file(model.state_dict(), tmp_path / "w.safetensors")
+    pipe = load_pipeline("tiny", tmp_path / "w.safetensors")
+    assert torch.equal(pipe.transformer.alpha_predictor.head_s.weight, model.alpha_predictor.head_s.weight)

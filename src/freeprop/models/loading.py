@@ -113,7 +113,8 @@ def peek_checkpoint(path: str | os.PathLike) -> tuple[list[str], tuple[int, ...]
 
 def is_original_wan_layout(state: dict[str, torch.Tensor]) -> bool:
     """True for Wan / VideoX-Fun key names (`blocks.N.self_attn.q.weight`, `head.head.weight`)."""
-    return any(".self_attn." in k or k.startswith("head.head") for k in state)
+    # (only under blocks.: the AlphaPredictor's nn.TransformerEncoderLayer has its own `self_attn`)
+    return any((k.startswith("blocks.") and ".self_attn." in k) or k.startswith("head.head") for k in state)
 
 
 def wan_config_from_state(state: dict[str, torch.Tensor], head_dim: int = 128) -> dict:
