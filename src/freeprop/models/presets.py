@@ -137,8 +137,11 @@ PRESETS: dict[str, FreePropConfig] = {
         predictor_heads=2,
         predictor_pool=2,
     ),
-    # The bundled CPU model: PixelCodec(4) latents (48 channels, 64×64 → 16×16), 4 layers of 4 heads × 32
-    # (RoPE t/h/w = 12/10/10), 8×8 tokens per frame. About 1.3 M parameters (5 MB in fp32).
+    # Candidate for the bundled CPU model: PixelCodec(4) latents (48 channels, 64×64 → 16×16), 4 layers of
+    # 4 heads × 32 (RoPE t/h/w = 12/10/10), 8×8 tokens per frame; about 1.3 M parameters (5 MB in fp32).
+    # Measured: it does not learn to use the source (1,000 CPU steps: edits are noise). Each token carries
+    # 192 values of z_t and 192 of z_src into a 128-wide stream and must emit 192: too narrow. Widen it
+    # (dim ≥ 3 × 192) or use fewer values per token before bundling (see the closing note of issue 5).
     "small": FreePropConfig(
         num_layers=4,
         num_attention_heads=4,
