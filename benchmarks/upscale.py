@@ -22,7 +22,9 @@ from freeprop.pipeline import load_pipeline
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--model", default=None)
     parser.add_argument("--steps", type=int, default=20)
@@ -37,13 +39,20 @@ def main():
             unedited, whole = [], []
             for i in range(args.pairs):
                 pair = make_pair(SPLIT_SEEDS["test"] + i * 4 + 1, "test", tasks[i % 3], 17, size, size)
-                out = pipe(pair.source, pair.target[0], num_inference_steps=args.steps, residual_upscale=residual,
-                           generator=torch.Generator().manual_seed(0)).frames
+                out = pipe(
+                    pair.source,
+                    pair.target[0],
+                    num_inference_steps=args.steps,
+                    residual_upscale=residual,
+                    generator=torch.Generator().manual_seed(0),
+                ).frames
                 keep = pair.mask == 0
                 unedited.append(psnr(out[1:], pair.source[1:], keep[1:]))
                 whole.append(psnr(out, pair.target))
-            print(f"{size:>4}x{size:<3} {'on' if residual else 'off':>9} {np.mean(unedited):>24.2f} {np.mean(whole):>15.2f}",
-                  flush=True)
+            print(
+                f"{size:>4}x{size:<3} {'on' if residual else 'off':>9} {np.mean(unedited):>24.2f} {np.mean(whole):>15.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

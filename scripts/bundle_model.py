@@ -3,7 +3,8 @@
     python scripts/bundle_model.py runs/small [--out src/freeprop/assets/freeprop-small]
 
 Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
-clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors. The run's
+clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors in fp16 (the
+AlphaPredictor and the norms stay fp32, as diffusers keeps them). The package budget is 20 MB. The run's
 `config.json` and `summary.json` are copied beside it for provenance.
 """
 
@@ -11,6 +12,8 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+import torch
 
 from freeprop import FreePropPipeline
 
