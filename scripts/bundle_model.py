@@ -1,11 +1,11 @@
 """Copy a trained `small` run into the package as the bundled default model.
 
-    python scripts/bundle_model.py runs/small [--out src/freeprop/assets/freeprop-small]
+    python scripts/bundle_model.py runs/small [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
 
 Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
-clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors in fp16 (the
-AlphaPredictor and the norms stay fp32, as diffusers keeps them). The package budget is 20 MB. The run's
-`config.json` and `summary.json` are copied beside it for provenance.
+clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors, in fp16 by default
+(the AlphaPredictor and the norms stay fp32, as diffusers keeps them). The package budget is 20 MB.
+The run's `config.json` and `summary.json` are copied beside it for provenance.
 """
 
 import argparse
@@ -19,15 +19,15 @@ from freeprop import FreePropPipeline
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("run")
-parser.add_argument(
-    "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
-)
+parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored weights (fp16 halves the size)")
+parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small"))
 args = parser.parse_args()
 
 run, out = Path(args.run), Path(args.out)
 config = json.loads((run / "config.json").read_text())
 pipe = FreePropPipeline.from_pretrained(
     run / "pipeline",
+    torch_dtype=torch.float16 if args.dtype == "fp16" else torch.float32,
     sample_size=[config["data"]["height"], config["data"]["width"]],
     window_frames=config["data"]["num_frames"],
 )
