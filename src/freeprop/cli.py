@@ -304,19 +304,9 @@ def _print_head_summary(head_map: dict) -> None:
     print(f"{total_t}/{total} heads temporal (T), {total - total_t} spatial (.)")
 
 
-def read_head_map(path: str | Path) -> dict:
-    """A head map from JSON: either the map itself or a `freeprop heads classify` report."""
-    path = Path(path)
-    if not path.is_file():
-        raise FreePropInputError(f"{path}: no such head-map file; run `freeprop heads classify` first")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FreePropInputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    return data.get("head_map", data)
-
-
 def cmd_heads_show(args: argparse.Namespace) -> None:
+    from freeprop.models.heads import read_head_map
+
     _print_head_summary(read_head_map(args.head_map))
 
 

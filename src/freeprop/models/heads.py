@@ -19,13 +19,16 @@ it measures the backbone's own head behaviour, not a partly trained AST-RoPE.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from freeprop.errors import FreePropInputError
 from freeprop.models.ast_rope import HEAD_TYPE_NAMES, ASTRoPEAttnProcessor
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
 
@@ -179,3 +182,15 @@ def classify_heads(
         raise ValueError("classify_heads needs at least one video")
     votes = torch.stack(votes)  # (V, L, H)
     return to_head_map(majority_vote(votes)), votes
+
+
+def read_head_map(path: str | Path) -> dict:
+    """A head map from JSON: either the map itself or a `freeprop heads classify` report."""
+    path = Path(path)
+    if not path.is_file():
+        raise FreePropInputError(f"{path}: no such head-map file; run `freeprop heads classify` first")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FreePropInputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    return data.get("head_map", data)

@@ -85,8 +85,8 @@ class Trainer:
     def _setup_model(self, overrides: dict) -> None:
         from peft import LoraConfig
 
-        from freeprop.cli import read_head_map
         from freeprop.models import build_transformer
+        from freeprop.models.heads import read_head_map
         from freeprop.pipeline import FreePropPipeline, load_pipeline, make_scheduler
 
         cfg = self.cfg
