@@ -62,7 +62,7 @@ def _collect_videos(paths: list[str]) -> list[Path]:
 
 def codec_for(channels: int, vae: str | None = None):
     """The codec for `channels`-channel latents: the Wan VAE at `vae`, or PixelCodec(s) for 3·s² channels."""
-    from freeprop.codecs import PixelCodec, WanVAECodec
+    from freeprop.codecs import WanVAECodec, pixel_codec_for
 
     if vae:
         codec = WanVAECodec.from_pretrained(vae)
@@ -71,12 +71,7 @@ def codec_for(channels: int, vae: str | None = None):
                 f"{vae}: VAE has {codec.latent_channels} latent channels, model needs {channels}"
             )
         return codec
-    factor = round((channels / 3) ** 0.5)
-    if 3 * factor * factor == channels and channels != 16:
-        return PixelCodec(factor)
-    raise FreePropInputError(
-        f"this model takes {channels}-channel VAE latents; pass --vae PATH (a Wan2.1 VAE folder)"
-    )
+    return pixel_codec_for(channels, "pass --vae PATH (a Wan2.1 VAE folder)")
 
 
 # ----------------------------------------------------------------------------------------------

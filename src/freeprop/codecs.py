@@ -54,6 +54,14 @@ def check_video_shape(codec: LatentCodec, video: torch.Tensor) -> None:
         )
 
 
+def pixel_codec_for(channels: int, hint: str = "load its VAE") -> PixelCodec:
+    """The PixelCodec(s) whose latents have `channels` = 3·s² channels (16 is the Wan VAE's, never a pixel codec)."""
+    factor = round((channels / 3) ** 0.5)
+    if 3 * factor * factor != channels or channels == 16:
+        raise FreePropInputError(f"this model takes {channels}-channel VAE latents; {hint}")
+    return PixelCodec(factor)
+
+
 class PixelCodec:
     """Lossless space-to-depth codec: `[B, 3, F, H, W]` → `[B, 3·s², F, H/s, W/s]` (exact inverse)."""
 

@@ -37,7 +37,7 @@ from diffusers.loaders import WanLoraLoaderMixin
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from freeprop.codecs import PixelCodec, WanVAECodec, latent_num_frames
+from freeprop.codecs import WanVAECodec, latent_num_frames, pixel_codec_for
 from freeprop.errors import FreePropInputError
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
 from freeprop.video import atomic_path, from_tensor, resize_cover_crop, to_tensor
@@ -90,15 +90,14 @@ def load_pipeline(
         if shift is not None or scheduler != "unipc":
             pipe.scheduler = make_scheduler(scheduler, 3.0 if shift is None else shift)
         return pipe
+    preset = PRESETS.get(os.fspath(model)) if weights is not None else None
     fun_control = False
-    if weights is not None and os.fspath(model) in PRESETS:
+    if preset is not None:
         keys, patch_shape = peek_checkpoint(weights)
-        preset = PRESETS[os.fspath(model)]
         fun_control = is_original_wan_layout(keys) or (
             patch_shape is not None and patch_shape[1] == 3 * preset.latent_channels
         )
     if fun_control:
-        preset = PRESETS[os.fspath(model)]
         transformer = load_fun_control(
             weights,
             mask_channels=preset.mask_channels,
@@ -303,13 +302,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     def codec(self):
         if self.vae is not None:
             return WanVAECodec(self.vae)
-        channels = self.transformer.config.out_channels
-        factor = round((channels / 3) ** 0.5)
-        if 3 * factor * factor != channels:
-            raise FreePropInputError(
-                f"a {channels}-channel model needs its VAE; load a pipeline folder with vae/"
-            )
-        return PixelCodec(factor)
+        return pixel_codec_for(self.transformer.config.out_channels, "load a pipeline folder with vae/")
 
     @property
     def size_multiple(self) -> int:
