@@ -10,7 +10,7 @@ from freeprop.cli import main
 from freeprop.data.pairs import Pair, PairWriter
 from freeprop.errors import FreePropInputError
 from freeprop.training.config import load_config
-from freeprop.training.recipe import Trainer, TrainingError, train
+from freeprop.training.recipe import Trainer, TrainingError, distill_ramp, train
 from tests.conftest import moving_pattern
 
 
@@ -205,9 +205,14 @@ def test_distillation_warmup_ramps_the_lambdas(pairs, tmp_path):
     batch = trainer._next_batch()
     state = trainer.generator.get_state()
     first = trainer.compute_loss(batch)  # step 0: distillation weight 0
-    assert first.loss.item() == pytest.approx(first.terms["fm"])
+    assert first.loss.item() == pytest.approx(first.terms["fm"]) and "mmd" not in first.terms  # no teacher
     trainer.step = 5
     trainer.generator.set_state(state)
     half = trainer.compute_loss(batch)
     expected = half.terms["fm"] + 0.5 * (5.0 * half.terms["motion"] + 1.0 * half.terms["mmd"])
     assert half.loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_distill_ramp_starts_late_then_rises_linearly():
+    assert [distill_ramp(s, 4, 2) for s in (0, 3, 4, 5, 6, 9)] == [0, 0, 0, 0.5, 1, 1]
+    assert distill_ramp(0, 0, 0) == 1.0

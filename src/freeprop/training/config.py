@@ -77,7 +77,11 @@ class LossConfig:
     distill_blocks: tuple[int, ...] = ()  # block indices feeding the distillation; () = block (L − 1) // 2
     k_s: int = 2  # spatial downsampling K_S of §4.3
     mmd_bandwidth: float | None = None  # None = median heuristic on the teacher
-    distill_warmup_steps: int = 0  # ramp λ_motion, λ_MMD linearly from 0 over these steps (from-scratch runs)
+    # From-scratch runs (the bundled CPU model): the paper distils from a *pretrained* teacher, so a
+    # random network first learns FFP with L_FM alone for `distill_start_step` steps, then λ_motion and
+    # λ_MMD ramp in linearly over `distill_warmup_steps` (a random teacher collapses the features).
+    distill_start_step: int = 0
+    distill_warmup_steps: int = 0
     timestep_sampling: str = "uniform"  # uniform (over shifted sigmas) | logit_normal
     shift: float = 5.0  # VideoX-Fun wan_civitai.yaml
     logit_mean: float = 0.0

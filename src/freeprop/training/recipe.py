@@ -50,6 +50,13 @@ from freeprop.training.losses import (
 from freeprop.video import atomic_path
 
 
+def distill_ramp(step: int, start: int, warmup: int) -> float:
+    """Weight of the distillation terms at `step`: 0 before `start`, then linear to 1 over `warmup`."""
+    if step < start:
+        return 0.0
+    return min(1.0, (step - start) / warmup) if warmup else 1.0
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. non-finite losses); the message says why and what to try."""
 
@@ -219,7 +226,8 @@ class Trainer:
             unwrapped.mask_channels,
         )
         image = self._image_tokens(b, x0)
-        distill = cfg.variant == "full"
+        ramp = distill_ramp(self.step, cfg.distill_start_step, cfg.distill_warmup_steps)
+        distill = cfg.variant == "full" and ramp > 0  # no teacher pass while its weight is 0
         blocks = self.distill_blocks if distill else ()
         with self.accelerator.autocast():
             out = model(student_in, timestep, text_in, image, return_features=blocks)
@@ -245,7 +253,6 @@ class Trainer:
                 t_tok = prepare_features(teacher.features[block].detach(), f, h, w, cfg.k_s)
                 l_motion = l_motion + motion_loss(s_tok, t_tok) / len(blocks)
                 l_mmd = l_mmd + mmd_loss(s_tok, t_tok, cfg.mmd_bandwidth) / len(blocks)
-            ramp = min(1.0, self.step / cfg.distill_warmup_steps) if cfg.distill_warmup_steps else 1.0
             loss = loss + ramp * (cfg.lambda_motion * l_motion + cfg.lambda_mmd * l_mmd)  # Eq. (5)
             terms |= {"motion": l_motion.item(), "mmd": l_mmd.item()}
         terms["loss"] = loss.item()

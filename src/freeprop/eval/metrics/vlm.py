@@ -1,0 +1,259 @@
+"""VLM editing score (paper §5.1, the VLM column): EditVerse's judge rubric, 0–9 per frame.
+
+For each sampled frame index, a judge sees the source frame and the edited frame at that index and
+the editing instruction, and scores three criteria 0–3 — Prompt Following, Edit Quality,
+Background Consistency — whose sum (0–9) is the frame's score; the video's score is the mean over
+sampled frames. As in EditVerse's code, a second *extraction* call asks the judge for the total alone
+and is retried until the reply is one number 0–9 (here at most `retries` times; after that the
+"Total Score:" line of the first reply is used if it parses, else the frame is recorded as failed).
+
+Frame sampling (`sample_vlm_frames`):
+- "editverse": `range(0, T, T // 3)` — 3 frames when T is divisible by 3, else 4 (EditVerse's code);
+- "ffp10": 10 uniformly spaced frames (the FFP-300K paper, §5.1).
+
+Judges (anything with `chat(images, prompt) -> str`): `QwenVLJudge` (Qwen2.5-VL through
+transformers; the paper uses Qwen2.5-VL-72B), `OpenAIJudge` (any OpenAI-compatible endpoint — vLLM,
+SGLang, OpenAI; EditVerse used gpt-4o-2024-11-20 at temperature 0) and `StubJudge` (scripted replies,
+for tests). EditVerse's code JPEG-encodes RGB frames with OpenCV, which assumes BGR, so its judge saw
+red and blue swapped; `swap_red_blue=True` reproduces that, off by default.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# The rubric (our wording of EditVerse's three criteria and output format; paper §5.1 / EditVerse A.2).
+JUDGE_PROMPT = """You are a meticulous evaluator of video editing quality.
+You are given two images: the first is a frame of the ORIGINAL video, the second is the same frame of
+the EDITED video. The edit that was requested is:
+"{instruction}"
+
+Score the edited frame on three criteria, each an integer from 0 to 3:
+1. Prompt Following — does the edited frame carry out the requested edit?
+   0 = not at all, 1 = barely or wrongly, 2 = mostly, 3 = fully and precisely.
+2. Edit Quality — is the edited content natural and free of artifacts, blur, distortion or seams?
+   0 = severe artifacts, 1 = clearly visible artifacts, 2 = minor artifacts, 3 = clean and realistic.
+3. Background Consistency — are the regions the edit should not touch preserved from the original?
+   0 = destroyed, 1 = heavily changed, 2 = slightly changed, 3 = fully preserved.
+
+Answer in exactly this format:
+Prompt Following: [0-3] - reason
+Edit Quality: [0-3] - reason
+Background Consistency: [0-3] - reason
+Total Score: [sum of the three]"""
+
+EXTRACT_PROMPT = """Here is an evaluation of an edited video frame:
+{evaluation}
+
+Output the overall (total) score of this evaluation, an integer from 0 to 9. Output only the number."""
+
+CRITERIA = ("Prompt Following", "Edit Quality", "Background Consistency")
+
+
+# --- frame sampling and parsing ----------------------------------------------------------------------
+
+
+def sample_vlm_frames(num_frames: int, protocol: str = "ffp10") -> list[int]:
+    """Frame indices the judge sees: EditVerse's `range(0, T, T//3)` or the paper's 10 uniform frames."""
+    if num_frames < 1:
+        raise ValueError("the video has no frames")
+    if protocol == "editverse":
+        return list(range(0, num_frames, max(1, num_frames // 3)))
+    if protocol == "ffp10":
+        return sorted(set(np.linspace(0, num_frames - 1, min(10, num_frames)).round().astype(int).tolist()))
+    raise ValueError(f"unknown VLM frame protocol {protocol!r}; use 'editverse' or 'ffp10'")
+
+
+def parse_score(reply: str) -> int | None:
+    """The 0–9 total in an extraction reply, or None if it is not exactly one such number.
+
+    Accepts what judges really send back: "7", " 7.\\n", "**7**", "Score: 7", "7/9", "Total Score: 7",
+    "7.0". Rejects empty replies, refusals, numbers outside 0–9 and replies with several candidates.
+    """
+    text = reply.strip().replace("*", "").replace("`", "")
+    total = re.findall(r"total\s*score\s*[:=]\s*(\d+(?:\.0+)?)", text, flags=re.IGNORECASE)
+    if total:
+        candidates = total[-1:]
+    else:
+        text = re.sub(r"(\d+)\s*/\s*9\b", r"\1", text)  # "7/9" → "7"
+        candidates = re.findall(r"(?<![\d.])(-?\d+(?:\.0+)?)(?![\d.]*\d)", text)
+    values = {int(float(c)) for c in candidates}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    return value if 0 <= value <= 9 else None
+
+
+def parse_criteria(reply: str) -> dict[str, int]:
+    """The three 0–3 sub-scores of a judge reply (those that parse)."""
+    scores = {}
+    for name in CRITERIA:
+        match = re.search(rf"{name}\s*[:=]\s*\**\s*\[?(\d)\]?", reply, flags=re.IGNORECASE)
+        if match and int(match.group(1)) <= 3:
+            scores[name] = int(match.group(1))
+    return scores
+
+
+# --- judges ------------------------------------------------------------------------------------------
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame)).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@dataclass
+class StubJudge:
+    """Replies from a script, in order (cycled); records what it was asked. For tests."""
+
+    replies: Sequence[str]
+    calls: list = field(default_factory=list)
+
+    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
+        self.calls.append((len(images), prompt))
+        return self.replies[(len(self.calls) - 1) % len(self.replies)]
+
+
+class OpenAIJudge:
+    """An OpenAI-compatible chat endpoint (vLLM / SGLang serving Qwen2.5-VL-72B, or OpenAI itself)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key, self.timeout = model, api_key, timeout
+
+    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
+        content = [
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(_jpeg(im)).decode()},
+            }
+            for im in images
+        ] + [{"type": "text", "text": prompt}]
+        body = {"model": self.model, "temperature": 0, "messages": [{"role": "user", "content": content}]}
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}
+            | ({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return json.loads(response.read())["choices"][0]["message"]["content"] or ""
+
+
+class QwenVLJudge:
+    """Qwen2.5-VL through transformers (greedy decoding); `model`/`processor` injectable for tests."""
+
+    def __init__(self, model, processor, max_new_tokens: int = 256):
+        self.model, self.processor, self.max_new_tokens = model.eval(), processor, max_new_tokens
+
+    @classmethod
+    def from_pretrained(cls, path: str, device="cpu", dtype=None, **kwargs) -> QwenVLJudge:
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        from freeprop.eval.metrics.embedding import _from_pretrained
+
+        model = _from_pretrained(Qwen2_5_VLForConditionalGeneration, path, device, dtype)
+        return cls(model, _from_pretrained(AutoProcessor, path), **kwargs)
+
+    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
+        import torch
+        from PIL import Image
+
+        pictures = [Image.open(io.BytesIO(_jpeg(im))).convert("RGB") for im in images]
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image"} for _ in pictures] + [{"type": "text", "text": prompt}],
+            }
+        ]
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = self.processor(text=[text], images=pictures or None, return_tensors="pt").to(
+            self.model.device
+        )
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[
+            0
+        ]
+
+
+# --- the metric --------------------------------------------------------------------------------------
+
+
+@dataclass
+class VLMResult:
+    score: float  # mean 0–9 over the frames that scored (nan if none)
+    frames: list[int]
+    per_frame: list[float]  # nan where the judge never gave a usable number
+    replies: list[str]
+    failures: int
+
+
+class VLMEditScore:
+    """EditVerse's VLM editing score with a pluggable judge."""
+
+    def __init__(self, judge, protocol: str = "ffp10", retries: int = 3, swap_red_blue: bool = False):
+        self.judge, self.protocol, self.retries, self.swap_red_blue = judge, protocol, retries, swap_red_blue
+
+    def _chat(self, images, prompt: str) -> str:
+        if self.swap_red_blue:  # EditVerse: cv2.imencode (BGR) on RGB arrays = red and blue swapped
+            images = [np.ascontiguousarray(im[..., ::-1]) for im in images]
+        return self.judge.chat(images, prompt)
+
+    def score_frame(self, source: np.ndarray, edited: np.ndarray, instruction: str) -> tuple[float, str]:
+        """(0–9 score or nan, the judge's evaluation) for one pair of frames."""
+        evaluation = self._chat([source, edited], JUDGE_PROMPT.format(instruction=instruction))
+        for _ in range(self.retries):  # 2. the extraction step, retried until it is one number 0–9
+            value = parse_score(self._chat([], EXTRACT_PROMPT.format(evaluation=evaluation)))
+            if value is not None:
+                return float(value), evaluation
+        fallback = parse_score(evaluation) if re.search(r"total\s*score", evaluation, re.IGNORECASE) else None
+        return (float(fallback) if fallback is not None else float("nan")), evaluation
+
+    def __call__(self, source: np.ndarray, edited: np.ndarray, instruction: str) -> VLMResult:
+        """`source`, `edited`: uint8 [T, H, W, 3] (frames compared at the same index, up to the shorter)."""
+        frames = sample_vlm_frames(min(len(source), len(edited)), self.protocol)
+        per_frame, replies = [], []
+        for t in frames:
+            value, reply = self.score_frame(source[t], edited[t], instruction)
+            per_frame.append(value)
+            replies.append(reply)
+        valid = [v for v in per_frame if not np.isnan(v)]
+        return VLMResult(
+            score=float(np.mean(valid)) if valid else float("nan"),
+            frames=frames,
+            per_frame=per_frame,
+            replies=replies,
+            failures=len(per_frame) - len(valid),
+        )
+
+
+def make_judge(spec: str, device="cpu", dtype=None):
+    """`qwen:PATH`, `openai:BASE_URL#MODEL` (key from $OPENAI_API_KEY) or `stub:REPLY` → a judge."""
+    import os
+
+    kind, _, rest = spec.partition(":")
+    if kind == "qwen" and rest:
+        return QwenVLJudge.from_pretrained(rest, device=device, dtype=dtype)
+    if kind == "openai" and "#" in rest:
+        url, model = rest.rsplit("#", 1)
+        return OpenAIJudge(url, model, os.environ.get("OPENAI_API_KEY"))
+    if kind == "stub":
+        return StubJudge([rest or "Total Score: 0"])
+    from freeprop.errors import FreePropInputError
+
+    raise FreePropInputError(
+        f"--judge {spec!r}: use qwen:PATH (Qwen2.5-VL folder), openai:BASE_URL#MODEL (e.g. "
+        "openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-VL-72B-Instruct) or stub:REPLY"
+    )

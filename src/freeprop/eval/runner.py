@@ -1,0 +1,450 @@
+"""Run the metrics over a benchmark's cases for one or more methods, with an embedding cache.
+
+Metric names (paper Table 1 order first):
+
+| name | what | needs |
+|---|---|---|
+| clip | CLIP temporal consistency (fraction) | CLIP ViT-L/14 |
+| dino | DINO temporal consistency (fraction) | DINOv2-base |
+| frame | Frame text alignment, 100·cos with the target prompt | CLIP ViT-L/14 |
+| video | Video text alignment (ViCLIP, 8 frames, 32 tokens) | ViCLIP-L/14 + CLIP tokenizer |
+| pick | PickScore, mean over frames | PickScore_v1 + CLIP-H processor |
+| vlm | VLM editing score 0–9 (EditVerse rubric) | a judge |
+| motion | flow EPE to the source's motion, px (lower is better) | — (OpenCV DIS) |
+| warp | warping error of the output under the source's flow (lower is better) | — |
+| gt | PSNR / SSIM / masked PSNR / first-frame PSNR / flicker ratio vs the target | pair data |
+
+Each case's results go to `OUT/cases/<method>/<case_id>.json` as soon as it is scored, so a killed
+run resumes where it stopped and several processes (`accelerate launch`) can split the cases; the
+main process then writes the report (see `eval/report.py`). Per-frame embeddings are cached under
+`cache_dir` keyed by model, video file (path, size, mtime) or frame bytes, and sampling, so a second
+run — another method set, a new metric — does not re-embed videos it has seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from freeprop.eval.benchmarks import Bench, Case
+from freeprop.video import atomic_path, read_image, read_video
+
+PAPER_METRICS = ("clip", "dino", "frame", "video", "pick", "vlm")
+CLASSIC_METRICS = ("motion", "warp", "gt")
+ALL_METRICS = PAPER_METRICS + CLASSIC_METRICS
+LEARNED = {"clip", "dino", "frame", "video", "pick", "vlm"}
+
+
+def parse_metrics(text: str, has_targets: bool, has_judge: bool) -> tuple[str, ...]:
+    """`all` (default: everything that can run), `paper`, `classic`, or a comma list of names."""
+    from freeprop.errors import FreePropInputError
+
+    if text == "all":
+        names = [m for m in ALL_METRICS if (m != "vlm" or has_judge) and (m != "gt" or has_targets)]
+    elif text == "paper":
+        names = [m for m in PAPER_METRICS if m != "vlm" or has_judge]
+    elif text == "classic":
+        names = [m for m in CLASSIC_METRICS if m != "gt" or has_targets]
+    else:
+        names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown:
+        raise FreePropInputError(
+            f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}"
+        )
+    if "vlm" in names and not has_judge:
+        raise FreePropInputError("--metrics vlm needs a judge: --judge qwen:PATH or openai:URL#MODEL")
+    if "gt" in names and not has_targets:
+        raise FreePropInputError("--metrics gt needs ground-truth targets (a pairs: benchmark)")
+    return tuple(names)
+
+
+# --- embedding cache ---------------------------------------------------------------------------------
+
+
+def video_key(video: Path | np.ndarray) -> str:
+    """Identity of a video for the cache: path + size + mtime for files, a hash of the frames otherwise."""
+    if isinstance(video, np.ndarray):
+        return "frames:" + hashlib.sha1(np.ascontiguousarray(video).tobytes()).hexdigest()
+    stat = Path(video).stat()
+    return f"file:{Path(video).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@dataclass
+class EmbeddingCache:
+    folder: Path | None
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, model: str, video: str, what: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if self.folder is None:
+            self.misses += 1
+            return compute()
+        key = hashlib.sha1(f"{model}|{video}|{what}".encode()).hexdigest()
+        path = self.folder / key[:2] / f"{key}.npy"
+        if path.is_file():
+            self.hits += 1
+            return np.load(path)
+        self.misses += 1
+        value = np.asarray(compute(), dtype=np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, value)
+        return value
+
+
+# --- the models behind the learned metrics ----------------------------------------------------------
+
+
+@dataclass
+class MetricModels:
+    """Scorers for the learned metrics (None where not needed). Build with `load` or inject (tests)."""
+
+    clip_embedder: object = None  # ImageEmbedder (CLIP vision pooler)
+    dino_embedder: object = None  # ImageEmbedder (DINOv2 pooler)
+    clip_scorer: object = None  # TextImageScorer (CLIP-L/14)
+    pickscore: object = None  # TextImageScorer (PickScore_v1)
+    viclip: object = None  # ViCLIPScorer
+    vlm: object = None  # VLMEditScore
+
+    @classmethod
+    def load(
+        cls,
+        metrics,
+        paths: dict,
+        device="cpu",
+        dtype=None,
+        judge: str | None = None,
+        vlm_frames="ffp10",
+        swap_red_blue=False,
+    ):
+        """Load what `metrics` need; `paths` may override clip / dino / pickscore / pickscore_processor / viclip / viclip_tokenizer."""
+        import torch
+
+        from freeprop.eval.metrics import embedding as emb
+
+        dtype = dtype or torch.float32
+        clip = paths.get("clip") or emb.CLIP_L14
+        models = cls()
+        if "clip" in metrics:
+            models.clip_embedder = emb.load_clip_embedder(clip, device, dtype)
+        if "dino" in metrics:
+            models.dino_embedder = emb.load_dino_embedder(paths.get("dino") or emb.DINOV2_BASE, device, dtype)
+        if "frame" in metrics:
+            models.clip_scorer = emb.load_clip_scorer(clip, device, dtype)
+        if "pick" in metrics:
+            models.pickscore = emb.load_pickscore(
+                paths.get("pickscore") or emb.PICKSCORE,
+                paths.get("pickscore_processor") or emb.PICKSCORE_PROCESSOR,
+                device,
+                dtype,
+            )
+        if "video" in metrics:
+            from freeprop.errors import FreePropInputError
+            from freeprop.eval.metrics.viclip import load_viclip_scorer
+
+            if not paths.get("viclip"):
+                raise FreePropInputError(
+                    "--metrics video needs --viclip PATH (ViClip-InternVid-10M-FLT.pth from HF OpenGVLab/VBench_Used_Models)"
+                )
+            models.viclip = load_viclip_scorer(
+                paths["viclip"], paths.get("viclip_tokenizer") or clip, device, dtype
+            )
+        if "vlm" in metrics:
+            from freeprop.eval.metrics.vlm import VLMEditScore, make_judge
+
+            models.vlm = VLMEditScore(
+                make_judge(judge, device, dtype), vlm_frames, swap_red_blue=swap_red_blue
+            )
+        return models
+
+
+# --- scoring one video -------------------------------------------------------------------------------
+
+
+@dataclass
+class Scorer:
+    models: MetricModels
+    metrics: tuple[str, ...]
+    cache: EmbeddingCache = field(default_factory=lambda: EmbeddingCache(None))
+    _text: dict = field(default_factory=dict)
+
+    def _text_embedding(self, scorer, text: str) -> np.ndarray:
+        key = (scorer.name, text)
+        if key not in self._text:
+            self._text[key] = scorer.text_embedding(text)
+        return self._text[key]
+
+    def score(
+        self, case: Case, output: np.ndarray, output_key: str, source: np.ndarray | None
+    ) -> dict[str, float]:
+        """Every requested metric of one output video (uint8 [F, H, W, 3]) for `case`."""
+        from freeprop.eval.metrics.embedding import temporal_consistency
+        from freeprop.eval.metrics.motion import flow_epe, match_source, warping_error
+
+        m, out = self.models, {}
+        frames = list(output)
+        if "clip" in self.metrics:
+            f = self.cache.get(m.clip_embedder.name, output_key, "pooler", lambda: m.clip_embedder(frames))
+            out["clip"] = temporal_consistency(f)
+        if "dino" in self.metrics:
+            f = self.cache.get(m.dino_embedder.name, output_key, "pooler", lambda: m.dino_embedder(frames))
+            out["dino"] = temporal_consistency(f)
+        if "frame" in self.metrics:
+            f = self.cache.get(
+                m.clip_scorer.name, output_key, "image", lambda: m.clip_scorer.image_embeddings(frames)
+            )
+            out["frame"] = m.clip_scorer.score(f, self._text_embedding(m.clip_scorer, case.target_prompt))
+        if "pick" in self.metrics:
+            f = self.cache.get(
+                m.pickscore.name, output_key, "image", lambda: m.pickscore.image_embeddings(frames)
+            )
+            out["pick"] = m.pickscore.score(f, self._text_embedding(m.pickscore, case.target_prompt))
+        if "video" in self.metrics:
+            f = self.cache.get(m.viclip.name, output_key, "video8", lambda: m.viclip.video_embedding(output))
+            out["video"] = m.viclip.score(f, self._text_embedding(m.viclip, case.target_prompt))
+        if "vlm" in self.metrics:
+            result = m.vlm(source, output, case.instruction)
+            out["vlm"], out["vlm_failures"] = result.score, result.failures
+        if "motion" in self.metrics:
+            out["motion"] = flow_epe(output, source)
+        if "warp" in self.metrics:
+            out["warp"] = warping_error(*match_source(output, source))
+        if "gt" in self.metrics and case.target is not None:
+            from freeprop.eval.metrics.ground_truth import all_metrics
+
+            matched, target = match_source(output, case.target)
+            source_cut = source[: len(target)] if source is not None else target
+            gt = all_metrics(
+                matched, target, source_cut, None if case.mask is None else case.mask[: len(target)]
+            )
+            gt.pop("warping_error", None)  # the `warp` metric above
+            out |= gt
+        return out
+
+
+# --- running a benchmark -----------------------------------------------------------------------------
+
+
+def find_prediction(folder: Path, case_id: str) -> Path | None:
+    """`<folder>/<id>/generate.mp4` (EditVerse layout), `<folder>/<id>.mp4`, or the one video in `<folder>/<id>/`."""
+    for candidate in (
+        folder / case_id / "generate.mp4",
+        folder / f"{case_id}.mp4",
+        folder / f"{case_id}.gif",
+    ):
+        if candidate.is_file():
+            return candidate
+    if (folder / case_id).is_dir():
+        videos = sorted((folder / case_id).glob("*.mp4"))
+        videos = [v for v in videos if v.name not in ("video1.mp4", "origin.mp4", "reference.mp4")]
+        if len(videos) == 1:
+            return videos[0]
+    return None
+
+
+def load_frames(video: Path | np.ndarray) -> np.ndarray:
+    return video if isinstance(video, np.ndarray) else read_video(video).frames
+
+
+def load_first_frame(frame: Path | np.ndarray) -> np.ndarray:
+    return frame if isinstance(frame, np.ndarray) else read_image(frame)
+
+
+def _result_path(out_dir: Path, method: str, case_id: str) -> Path:
+    return out_dir / "cases" / method / f"{case_id}.json"
+
+
+def evaluate(
+    bench: Bench,
+    predictions: dict[str, Path],
+    scorer: Scorer,
+    out_dir: Path,
+    progress: bool = True,
+) -> list[dict]:
+    """Score every (method, case) not already scored; returns all result rows (this process's share)."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from freeprop.errors import FreePropInputError
+
+    state = PartialState()
+    rows = []
+    with state.split_between_processes(bench.cases) as my_cases:
+        jobs = [(method, case) for case in my_cases for method in predictions]
+        for method, case in tqdm(jobs, desc="eval", disable=not progress or not state.is_local_main_process):
+            path = _result_path(out_dir, method, case.case_id)
+            if path.is_file():
+                row = json.loads(path.read_text())
+                if all(m in row or m == "gt" for m in scorer.metrics) and "error" not in row:
+                    rows.append(row)
+                    continue
+            row = {"method": method, "case_id": case.case_id, "task": case.task}
+            prediction = find_prediction(predictions[method], case.case_id)
+            try:
+                if prediction is None:
+                    raise FreePropInputError(
+                        f"no prediction in {predictions[method]} for case {case.case_id}"
+                    )
+                source = (
+                    load_frames(case.source)
+                    if not isinstance(case.source, Path) or case.source.is_file()
+                    else None
+                )
+                if source is None and any(m in scorer.metrics for m in ("vlm", "motion", "warp")):
+                    raise FreePropInputError(f"source video {case.source} not found")
+                row |= scorer.score(case, load_frames(prediction), video_key(prediction), source)
+            except FreePropInputError as err:
+                row["error"] = str(err)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(row, default=_json_float))
+            rows.append(row)
+    state.wait_for_everyone()
+    return rows
+
+
+def _json_float(value):
+    return float(value)
+
+
+def collect(out_dir: Path, methods) -> list[dict]:
+    """Every result row written so far for `methods` (all processes)."""
+    rows = []
+    for method in methods:
+        for path in sorted((out_dir / "cases" / method).glob("*.json")):
+            rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per method: the mean of each metric over cases (NaN/inf and failed cases left out), per task too."""
+
+    def means(subset):
+        keys = sorted(
+            {
+                k
+                for r in subset
+                for k, v in r.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        )
+        result = {}
+        for key in keys:
+            values = [
+                r[key] for r in subset if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+            ]
+            if values:
+                result[key] = float(np.mean(values))
+        return result
+
+    summary = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        ok = [r for r in mine if "error" not in r]
+        summary[method] = {
+            "cases": len(ok),
+            "errors": len(mine) - len(ok),
+            "mean": means(ok),
+            "per_task": {
+                task: means([r for r in ok if r["task"] == task]) for task in sorted({r["task"] for r in ok})
+            },
+        }
+    return summary
+
+
+def predict_with_freeprop(
+    bench: Bench,
+    folder: Path,
+    model: str | None = None,
+    steps: int = 30,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype=None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Run FreeProp on every case that has an edited first frame → `folder/<id>.mp4` (existing ones kept).
+
+    Returns the ids that could not be run (no edited first frame / no source)."""
+    import torch
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from freeprop.demo import default_model
+    from freeprop.pipeline import load_pipeline
+    from freeprop.video import resize_cover_crop, write_video
+
+    state = PartialState()
+    skipped, todo = [], []
+    for case in bench.cases:
+        runnable = case.first_frame is not None and (
+            not isinstance(case.source, Path) or case.source.is_file()
+        )
+        if not runnable:
+            skipped.append(case.case_id)
+        elif not (folder / f"{case.case_id}.mp4").is_file():
+            todo.append(case)
+    if todo:
+        pipe = load_pipeline(model or default_model(), torch_dtype=dtype or torch.float32).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with state.split_between_processes(todo) as mine:
+            for case in tqdm(mine, desc="FreeProp", disable=not progress or not state.is_local_main_process):
+                source = load_frames(case.source)[:max_frames]
+                first = resize_cover_crop(load_first_frame(case.first_frame), *source.shape[1:3])[0]
+                frames = pipe(
+                    source, first, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)
+                ).frames
+                fps = case.meta.get("fps") or (
+                    read_video(case.source, max_frames=1).fps if isinstance(case.source, Path) else 16
+                )
+                write_video(folder / f"{case.case_id}.mp4", frames, fps=fps)
+        state.wait_for_everyone()
+    return skipped
+
+
+def run(
+    bench: Bench,
+    predictions: dict[str, Path],
+    scorer: Scorer,
+    out_dir: Path,
+    thumbnails: int = 24,
+    notes: list[str] = (),
+    progress: bool = True,
+) -> dict:
+    """Evaluate, then (main process) write the report; returns the summary."""
+    from accelerate import PartialState
+
+    from freeprop.eval.report import thumbnail_strip, write_report
+
+    evaluate(bench, predictions, scorer, out_dir, progress)
+    if not PartialState().is_main_process:
+        return {}
+    rows = collect(out_dir, predictions)
+    summary = summarize(rows)
+    strips: dict[str, dict[str, np.ndarray]] = {}
+    for case in bench.cases[:thumbnails]:
+        row: dict[str, np.ndarray] = {}
+        if not isinstance(case.source, Path) or case.source.is_file():
+            row["source"] = thumbnail_strip(load_frames(case.source))
+        for method, folder in predictions.items():
+            prediction = find_prediction(folder, case.case_id)
+            if prediction is not None:
+                row[method] = thumbnail_strip(load_frames(prediction))
+        if case.target is not None:
+            row["ground truth"] = thumbnail_strip(case.target)
+        strips[case.case_id] = row
+    hit_rate = scorer.cache.hits / max(1, scorer.cache.hits + scorer.cache.misses)
+    notes = [
+        *notes,
+        f"embedding cache: {scorer.cache.hits} hits, {scorer.cache.misses} misses ({hit_rate:.0%})",
+    ]
+    write_report(out_dir, rows, summary, bench.kind, strips, notes, title=f"{bench.kind}:{bench.root}")
+    return summary
