@@ -75,17 +75,9 @@ def translating_clip(
 @pytest.fixture(scope="session")
 def clip_tokenizer(tmp_path_factory):
     """A real `CLIPTokenizer` over a 57-token BPE vocabulary (letters, a few merges, <sot>=55, <eot>=56)."""
-    import json
+    from freeprop.eval.tiny import clip_tokenizer as build
 
-    from transformers import CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("clip-tokenizer")
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = list(letters) + [c + "</w>" for c in letters] + ["ab</w>", "re", "red</w>"]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\na b</w>\nr e\nre d</w>\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    return build(tmp_path_factory.mktemp("clip-tokenizer"))
 
 
 @pytest.fixture(scope="session")

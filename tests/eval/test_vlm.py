@@ -114,3 +114,46 @@ def test_qwen_judge_runs_the_real_model_class(tiny_qwen_vl):
     result = VLMEditScore(judge, "editverse", retries=1)(np.stack([big[0]] * 3), np.stack([big[1]] * 3), "x")
     assert len(result.per_frame) == 3  # random weights: no usable number, recorded not crashed
     assert result.failures == sum(math.isnan(v) for v in result.per_frame)
+
+
+def test_openai_judge_speaks_the_chat_completions_protocol():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from freeprop.eval.metrics.vlm import OpenAIJudge
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(
+                (
+                    self.path,
+                    self.headers.get("Authorization"),
+                    json.loads(self.rfile.read(int(self.headers["Content-Length"]))),
+                )
+            )
+            body = json.dumps({"choices": [{"message": {"content": "Total Score: 7"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = OpenAIJudge(f"http://127.0.0.1:{server.server_port}/v1", "qwen-vl", api_key="k")
+        source, edited = _videos(1)
+        assert judge.chat([source[0], edited[0]], "rate") == "Total Score: 7"
+    finally:
+        server.shutdown()
+    path, auth, body = received[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer k"
+    assert body["model"] == "qwen-vl" and body["temperature"] == 0
+    content = body["messages"][0]["content"]
+    assert [c["type"] for c in content] == ["image_url", "image_url", "text"] and content[2]["text"] == "rate"
+    assert content[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
