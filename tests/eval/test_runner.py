@@ -142,3 +142,23 @@ def test_metric_sets():
     )
     assert parse_metrics("classic", has_targets=True, has_judge=False) == ("motion", "warp", "gt")
     assert summarize([{"method": "m", "case_id": "1", "task": "t", "psnr": float("inf")}])["m"]["mean"] == {}
+
+
+def test_cases_are_split_across_processes_with_accelerate(bench_and_preds, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root, bench = bench_and_preds
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "freeprop.cli", "eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"copy={root / 'copy'}",
+               "--metrics", "motion,gt", "-o", str(out), "--device", "cpu"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(p.read_text()) for p in sorted((out / "cases" / "copy").glob("*.json"))]
+    assert len(rows) == len(bench.cases) == 2  # each case scored once, by one of the two processes
+    assert json.loads((out / "summary.json").read_text())["methods"]["copy"]["cases"] == 2
+    assert result.stdout.count("| pairs | copy |") == 1  # only the main process reports
