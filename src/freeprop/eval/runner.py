@@ -157,11 +157,9 @@ class MetricModels:
                 paths["viclip"], paths.get("viclip_tokenizer") or clip, device, dtype
             )
         if "vlm" in metrics:
-            from freeprop.eval.metrics.vlm import VLMEditScore, make_judge
+            from freeprop.eval.metrics.vlm import VLMEditScore, make_vlm
 
-            models.vlm = VLMEditScore(
-                make_judge(judge, device, dtype), vlm_frames, swap_red_blue=swap_red_blue
-            )
+            models.vlm = VLMEditScore(make_vlm(judge, device, dtype), vlm_frames, swap_red_blue=swap_red_blue)
         return models
 
 

@@ -11,24 +11,22 @@ Frame sampling (`sample_vlm_frames`):
 - "editverse": `range(0, T, T // 3)` — 3 frames when T is divisible by 3, else 4 (EditVerse's code);
 - "ffp10": 10 uniformly spaced frames (the FFP-300K paper, §5.1).
 
-Judges (anything with `chat(images, prompt) -> str`): `QwenVLJudge` (Qwen2.5-VL through
-transformers; the paper uses Qwen2.5-VL-72B), `OpenAIJudge` (any OpenAI-compatible endpoint — vLLM,
-SGLang, OpenAI; EditVerse used gpt-4o-2024-11-20 at temperature 0) and `StubJudge` (scripted replies,
-for tests). EditVerse's code JPEG-encodes RGB frames with OpenCV, which assumes BGR, so its judge saw
+Judges: any VLM of `freeprop.vlm` — `QwenVL` (Qwen2.5-VL through transformers; the paper uses
+Qwen2.5-VL-72B), `OpenAIVLM` (any OpenAI-compatible endpoint — vLLM, SGLang, OpenAI; EditVerse used
+gpt-4o-2024-11-20 at temperature 0) and `StubVLM` (scripted replies, for tests). EditVerse's code JPEG-encodes RGB frames with OpenCV, which assumes BGR, so its judge saw
 red and blue swapped; `swap_red_blue=True` reproduces that, off by default.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import re
-import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from freeprop.vlm import OpenAIVLM, QwenVL, StubVLM, make_vlm
+
+__all__ = ["OpenAIVLM", "QwenVL", "StubVLM", "VLMEditScore", "make_vlm", "parse_score", "sample_vlm_frames"]
 
 # The rubric (our wording of EditVerse's three criteria and output format; paper §5.1 / EditVerse A.2).
 JUDGE_PROMPT = """You are a meticulous evaluator of video editing quality.
@@ -102,92 +100,6 @@ def parse_criteria(reply: str) -> dict[str, int]:
     return scores
 
 
-# --- judges ------------------------------------------------------------------------------------------
-
-
-def _jpeg(frame: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(frame)).save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
-
-
-@dataclass
-class StubJudge:
-    """Replies from a script, in order (cycled); records what it was asked. For tests."""
-
-    replies: Sequence[str]
-    calls: list = field(default_factory=list)
-
-    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
-        self.calls.append((len(images), prompt))
-        return self.replies[(len(self.calls) - 1) % len(self.replies)]
-
-
-class OpenAIJudge:
-    """An OpenAI-compatible chat endpoint (vLLM / SGLang serving Qwen2.5-VL-72B, or OpenAI itself)."""
-
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.api_key, self.timeout = model, api_key, timeout
-
-    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
-        content = [
-            {
-                "type": "image_url",
-                "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(_jpeg(im)).decode()},
-            }
-            for im in images
-        ] + [{"type": "text", "text": prompt}]
-        body = {"model": self.model, "temperature": 0, "messages": [{"role": "user", "content": content}]}
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}
-            | ({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return json.loads(response.read())["choices"][0]["message"]["content"] or ""
-
-
-class QwenVLJudge:
-    """Qwen2.5-VL through transformers (greedy decoding); `model`/`processor` injectable for tests."""
-
-    def __init__(self, model, processor, max_new_tokens: int = 256):
-        self.model, self.processor, self.max_new_tokens = model.eval(), processor, max_new_tokens
-
-    @classmethod
-    def from_pretrained(cls, path: str, device="cpu", dtype=None, **kwargs) -> QwenVLJudge:
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-        from freeprop.eval.metrics.embedding import _from_pretrained
-
-        model = _from_pretrained(Qwen2_5_VLForConditionalGeneration, path, device, dtype)
-        return cls(model, _from_pretrained(AutoProcessor, path), **kwargs)
-
-    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
-        import torch
-        from PIL import Image
-
-        pictures = [Image.open(io.BytesIO(_jpeg(im))).convert("RGB") for im in images]
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "image"} for _ in pictures] + [{"type": "text", "text": prompt}],
-            }
-        ]
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = self.processor(text=[text], images=pictures or None, return_tensors="pt").to(
-            self.model.device
-        )
-        with torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[
-            0
-        ]
-
-
 # --- the metric --------------------------------------------------------------------------------------
 
 
@@ -237,23 +149,3 @@ class VLMEditScore:
             replies=replies,
             failures=len(per_frame) - len(valid),
         )
-
-
-def make_judge(spec: str, device="cpu", dtype=None):
-    """`qwen:PATH`, `openai:BASE_URL#MODEL` (key from $OPENAI_API_KEY) or `stub:REPLY` → a judge."""
-    import os
-
-    kind, _, rest = spec.partition(":")
-    if kind == "qwen" and rest:
-        return QwenVLJudge.from_pretrained(rest, device=device, dtype=dtype)
-    if kind == "openai" and "#" in rest:
-        url, model = rest.rsplit("#", 1)
-        return OpenAIJudge(url, model, os.environ.get("OPENAI_API_KEY"))
-    if kind == "stub":
-        return StubJudge([rest or "Total Score: 0"])
-    from freeprop.errors import FreePropInputError
-
-    raise FreePropInputError(
-        f"--judge {spec!r}: use qwen:PATH (Qwen2.5-VL folder), openai:BASE_URL#MODEL (e.g. "
-        "openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-VL-72B-Instruct) or stub:REPLY"
-    )
