@@ -84,10 +84,10 @@ class QwenVL:
     def from_pretrained(cls, path: str, device="cpu", dtype=None, **kwargs) -> QwenVL:
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        from freeprop.eval.metrics.embedding import _from_pretrained
+        from freeprop.hub import load_pretrained
 
-        model = _from_pretrained(Qwen2_5_VLForConditionalGeneration, path, device, dtype)
-        return cls(model, _from_pretrained(AutoProcessor, path), **kwargs)
+        model = load_pretrained(Qwen2_5_VLForConditionalGeneration, path, device, dtype)
+        return cls(model, load_pretrained(AutoProcessor, path), **kwargs)
 
     def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
         import torch

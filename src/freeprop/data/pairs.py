@@ -162,9 +162,12 @@ class PairWriter:
         if len(self._pending) >= self.shard_size:
             self._commit_shard()
 
-    def add_failure(self, sample_id: str, task: str, track: str, error: str, split: str = "train") -> None:
+    def add_failure(
+        self, sample_id: str, task: str, track: str, error: str, split: str = "train", status: str = "failed"
+    ) -> None:
+        """Record a sample that produced no pair: status "failed" (an error) or "filtered" (a quality rule)."""
         row = {k: None for k in INDEX_COLUMNS} | dict(
-            sample_id=sample_id, shard="", task=task, track=track, status="failed", error=error, split=split
+            sample_id=sample_id, shard="", task=task, track=track, status=status, error=error, split=split
         )
         self.rows.append(row)
         self.done.add(sample_id)

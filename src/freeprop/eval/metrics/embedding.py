@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from freeprop.hub import load_pretrained
+
 CLIP_L14 = "openai/clip-vit-large-patch14"  # CLIP temporal consistency and Frame text alignment
 DINOV2_BASE = "facebook/dinov2-base"  # DINO temporal consistency
 PICKSCORE = "yuvalkirstain/PickScore_v1"
@@ -131,32 +133,12 @@ class TextImageScorer(_Scorer):
         return float(self.per_frame(image_embeddings, text_embedding).mean())
 
 
-def _from_pretrained(cls, path: str, device=None, dtype=None):
-    """`cls.from_pretrained(path)` (local folder or cached hub id), one clear line when it is not there."""
-    from transformers.utils import logging
-
-    from freeprop.errors import FreePropInputError
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # a vision tower read from a full CLIP folder lists every text key otherwise
-    try:
-        obj = cls.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise FreePropInputError(
-            f"cannot load {cls.__name__} from {path} ({str(err).splitlines()[0][:120]}); "
-            "download it (huggingface-cli download) or pass a local folder"
-        ) from None
-    finally:
-        logging.set_verbosity(verbosity)
-    return obj.to(device, dtype) if device is not None else obj
-
-
 def load_clip_embedder(path: str = CLIP_L14, device="cpu", dtype=torch.float32) -> ImageEmbedder:
     from transformers import CLIPImageProcessor, CLIPVisionModel
 
     model, processor = (
-        _from_pretrained(CLIPVisionModel, path, device, dtype),
-        _from_pretrained(CLIPImageProcessor, path),
+        load_pretrained(CLIPVisionModel, path, device, dtype),
+        load_pretrained(CLIPImageProcessor, path),
     )
     return ImageEmbedder(model, processor, name=f"clip-vision:{path}")
 
@@ -165,8 +147,8 @@ def load_dino_embedder(path: str = DINOV2_BASE, device="cpu", dtype=torch.float3
     from transformers import AutoImageProcessor, Dinov2Model
 
     model, processor = (
-        _from_pretrained(Dinov2Model, path, device, dtype),
-        _from_pretrained(AutoImageProcessor, path),
+        load_pretrained(Dinov2Model, path, device, dtype),
+        load_pretrained(AutoImageProcessor, path),
     )
     return ImageEmbedder(model, processor, name=f"dinov2:{path}")
 
@@ -174,7 +156,7 @@ def load_dino_embedder(path: str = DINOV2_BASE, device="cpu", dtype=torch.float3
 def load_clip_scorer(path: str = CLIP_L14, device="cpu", dtype=torch.float32) -> TextImageScorer:
     from transformers import CLIPModel, CLIPProcessor
 
-    model, processor = _from_pretrained(CLIPModel, path, device, dtype), _from_pretrained(CLIPProcessor, path)
+    model, processor = load_pretrained(CLIPModel, path, device, dtype), load_pretrained(CLIPProcessor, path)
     return TextImageScorer(model, processor, name=f"clip:{path}")
 
 
@@ -184,5 +166,5 @@ def load_pickscore(
     """PickScore_v1 weights with the CLIP-H processor (the checkpoint ships none of its own)."""
     from transformers import CLIPModel, CLIPProcessor
 
-    model, proc = _from_pretrained(CLIPModel, path, device, dtype), _from_pretrained(CLIPProcessor, processor)
+    model, proc = load_pretrained(CLIPModel, path, device, dtype), load_pretrained(CLIPProcessor, processor)
     return TextImageScorer(model, proc, name=f"pickscore:{path}", max_side=PICKSCORE_MAX_SIDE)

@@ -287,10 +287,10 @@ def load_viclip_scorer(
     """ViCLIP-L/14 weights + the CLIP tokenizer, with a 224 CLIP image processor for the frames."""
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
-    from freeprop.eval.metrics.embedding import _from_pretrained
+    from freeprop.hub import load_pretrained
 
     model = load_viclip(path, device=device, dtype=dtype)
     processor = CLIPImageProcessor(  # Resize(224, bicubic) → CenterCrop(224) → CLIP mean/std
         size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
     )
-    return ViCLIPScorer(model, _from_pretrained(CLIPTokenizer, tokenizer), processor, name=f"viclip:{path}")
+    return ViCLIPScorer(model, load_pretrained(CLIPTokenizer, tokenizer), processor, name=f"viclip:{path}")

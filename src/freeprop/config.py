@@ -1,0 +1,110 @@
+"""Frozen dataclass configs from YAML / dicts / `key=value` overrides, with key and type checks.
+
+Used by every YAML edge (training recipes, the data-pipeline build config): unknown keys and wrong
+types are rejected with the key named (PyYAML's "3e-3"-is-a-string quirk is accepted for floats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+from freeprop.errors import FreePropInputError
+
+# ----------------------------------------------------------------------------------------------
+# From YAML / dicts, with key and type checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_type(key: str, value, annotation):
+    """Coerce `value` to `annotation` (ints to floats, lists to tuples) or raise naming `key`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(key, value, option)
+            except FreePropInputError:
+                continue
+        raise FreePropInputError(f"config key {key}: expected {annotation}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise FreePropInputError(f"config key {key}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None and len(args) != len(value):
+            raise FreePropInputError(f"config key {key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_check_type(key, v, item or a) for v, a in zip(value, args if item is None else value))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):  # PyYAML reads "3e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation in (int, float, str, bool) and (type(value) is not annotation):
+        raise FreePropInputError(f"config key {key}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types by name."""
+    if not isinstance(data, dict):
+        raise FreePropInputError(f"config section {prefix or '(top)'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise FreePropInputError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; see {cls.__name__}"
+        )
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(hint, value, f"{prefix}{name}.")
+        else:
+            values[name] = _check_type(prefix + name, value, hint)
+    return cls(**values)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`["optim.lr=1e-4", "loss.variant=baseline"]` → nested dict updates (values parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise FreePropInputError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise FreePropInputError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_dataclass(cls, path: str | Path | None, overrides: list[str] = ()):
+    """Read a YAML file (or start from defaults with `path=None`), apply `key=value` overrides, build `cls`."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FreePropInputError(f"{path}: no such config file; see configs/ for examples")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise FreePropInputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return from_dict(cls, apply_overrides(data, list(overrides)))
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

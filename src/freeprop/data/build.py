@@ -1,0 +1,410 @@
+"""`freeprop data build`: the two-track FFP-300K construction pipeline (paper §3), resumable.
+
+Local editing track (per source video, for each of `local.tasks`):
+    standardize → identify_object → captions → ground_and_track → vace → discriminate_task (swap)
+    → finish → quality_filter → verify
+Global stylization track (per (content image, style image) pair):
+    cinematic_caption → image_to_video → style_caption → depth → vace → finish → quality_filter → verify
+
+Then, on the driver: dedup (perceptual hashes of the source's and the edit's first / middle / last
+frames) and the pair writer. Every sample has a deterministic id (its input paths and task), its
+media are written before its index row commits, and a re-run with `--resume` skips every committed
+sample (ok, failed or filtered) — a kill loses at most the shard being written, never a committed
+sample. Per-sample failures are recorded with the stage and reason and never stop the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from freeprop.config import load_dataclass
+from freeprop.data.stages.base import new_sample, stable_id
+from freeprop.errors import FreePropInputError
+from freeprop.video import atomic_path
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+LOCAL_TASKS = ("swap", "removal")
+
+
+# --- config ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalTrack:
+    sources: str | None = None  # folder of videos, or a .txt/.csv list (path[,caption]; e.g. Koala-36M rows)
+    tasks: tuple[str, ...] = LOCAL_TASKS
+    frames: int = 81  # paper: 81 frames at 720p
+    fps: float = 16.0
+    height: int = 720
+    width: int = 1280
+
+    def __post_init__(self):
+        bad = set(self.tasks) - set(LOCAL_TASKS)
+        if bad:
+            raise FreePropInputError(f"local.tasks: unknown {sorted(bad)}; choose from {LOCAL_TASKS}")
+
+
+@dataclass(frozen=True)
+class GlobalTrack:
+    omnistyle: str | None = None  # OmniStyle-150k root: content/, style/, target/<content>&&<style>.png
+    pairs: str | None = None  # or a CSV of content_image,style_image
+    frames: int = 81
+    fps: float = 16.0
+    max_area: int = 720 * 1280
+
+
+@dataclass(frozen=True)
+class Models:
+    vlm: str = "qwen:Qwen/Qwen2.5-VL-72B-Instruct"  # or openai:URL#MODEL (vLLM serving it)
+    detector: str = "IDEA-Research/grounding-dino-base"
+    tracker: str = "facebook/sam2.1-hiera-large"
+    vace: str = "Wan-AI/Wan2.1-VACE-14B-diffusers"
+    vace_lora: str | None = None  # the removal fine-tune of §3.3
+    i2v: str = "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers"
+    depth: str = "depth-anything/Depth-Anything-V2-Large-hf"
+    depth_backend: str = "transformers"  # or video-depth-anything (path to its .pth in `depth`)
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    steps: int = 50
+    guidance: float = 5.0
+    flow_shift: float = 5.0  # 720p (3.0 for 480p)
+    erode_px: int = 8  # swap mask erosion at 720p (scaled with the frame)
+    dilate_px: int = 8  # removal mask ∪ bbox dilation at 720p
+    box_threshold: float = 0.35
+    text_threshold: float = 0.25
+    max_coverage: float = 0.9
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Quality:
+    filter: bool = True  # §3.3 VLM screening
+    verify: bool = True  # final semantic verification
+    dedup: bool = True
+    dedup_bits: int = 6  # max Hamming distance (of 64) on every hashed frame to count as a duplicate
+    retries: int = 3  # VLM JSON retries
+
+
+@dataclass(frozen=True)
+class Execution:
+    executor: str = "local"
+    workers: int = 1  # local: samples in flight
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    stage_workers: dict = field(default_factory=dict)  # ray: actors per stage name, e.g. {vace: 8}
+    shard_size: int = 64
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    output: str = "data/ffp300k"
+    work: str | None = None  # intermediates (default OUTPUT-work)
+    split: str = "train"
+    local: LocalTrack = LocalTrack()
+    stylization: GlobalTrack = GlobalTrack()  # the global stylization track
+    models: Models = Models()
+    synthesis: Synthesis = Synthesis()
+    quality: Quality = Quality()
+    execution: Execution = Execution()
+
+
+def load_build_config(path, overrides=()) -> BuildConfig:
+    return load_dataclass(BuildConfig, path, list(overrides))
+
+
+# --- inputs → samples --------------------------------------------------------------------------------
+
+
+def _read_list(path: Path) -> list[tuple[str, str]]:
+    """(path, caption) rows from a folder, a .txt (one path per line) or a .csv (path[,caption], header optional)."""
+    if path.is_dir():
+        return [(str(p), "") for p in sorted(path.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES]
+    if not path.is_file():
+        raise FreePropInputError(f"{path}: no such folder or list file")
+    rows = []
+    with path.open(newline="") as handle:
+        for row in csv.reader(handle):
+            if not row or row[0].startswith("#") or row[0].strip().lower() in ("path", "video", "videoid"):
+                continue
+            file = Path(row[0].strip())
+            file = file if file.is_absolute() else path.parent / file
+            rows.append((str(file), row[1].strip() if len(row) > 1 else ""))
+    return rows
+
+
+def _style_pairs(track: GlobalTrack) -> list[tuple[str, str]]:
+    if track.omnistyle:
+        root = Path(track.omnistyle)
+        if not (root / "target").is_dir():
+            raise FreePropInputError(f"{root}: not an OmniStyle root (content/, style/, target/)")
+        pairs = []
+        for target in sorted((root / "target").iterdir()):
+            if "&&" not in target.stem:
+                continue
+            content, style = target.stem.split("&&", 1)
+            found = [
+                next(iter(sorted((root / d).glob(f"{n}.*"))), None)
+                for d, n in (("content", content), ("style", style))
+            ]
+            if all(found):
+                pairs.append((str(found[0]), str(found[1])))
+        return pairs
+    if track.pairs:
+        return [(a, b) for a, b in _read_list(Path(track.pairs))]
+    return []
+
+
+def make_samples(cfg: BuildConfig) -> list[dict[str, str]]:
+    work_root = Path(cfg.work or f"{cfg.output}-work")
+    samples = []
+    if cfg.local.sources:
+        for path, caption in _read_list(Path(cfg.local.sources)):
+            source_id = stable_id(str(Path(path).resolve()))
+            for task in cfg.local.tasks:
+                samples.append(
+                    new_sample(
+                        sample_id=stable_id(source_id, task),
+                        source_id=source_id,
+                        track="local",
+                        task=task,
+                        split=cfg.split,
+                        source=path,
+                        caption_in=caption,
+                        work=str(work_root / source_id),
+                    )  # fmt: skip
+                )
+    for content, style in _style_pairs(cfg.stylization):
+        source_id = stable_id(str(Path(content).resolve()))
+        samples.append(
+            new_sample(
+                sample_id=stable_id(source_id, str(Path(style).resolve()), "stylization"),
+                source_id=source_id,
+                track="global",
+                task="stylization",
+                split=cfg.split,
+                content_image=content,
+                style_image=style,
+                work=str(work_root / source_id),
+            )  # fmt: skip
+        )
+    if not samples:
+        raise FreePropInputError(
+            "nothing to build: set local.sources and/or stylization.omnistyle / stylization.pairs"
+        )
+    return samples
+
+
+# --- stages ------------------------------------------------------------------------------------------
+
+
+def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
+    """The stage list of both tracks; `injected` maps a model name (vlm, detector, tracker, vace, i2v,
+    depth) to a ready object (tests), otherwise the path in `cfg.models` is loaded in each worker."""
+    from freeprop.data.stages import global_track, grounding, standardize, synthesis, vlm_stages
+
+    m, s, q, inj = cfg.models, cfg.synthesis, cfg.quality, injected or {}
+    dev = dict(device=m.device, dtype=m.dtype)
+    vlm = dict(vlm=inj.get("vlm", m.vlm), retries=q.retries, **dev)
+    stages = [
+        standardize.Standardize(cfg.local.frames, cfg.local.fps, cfg.local.height, cfg.local.width),
+        vlm_stages.IdentifyObject(**vlm),
+        vlm_stages.Captions(**vlm),
+        grounding.GroundAndTrack(
+            inj.get("detector", m.detector),
+            inj.get("tracker", m.tracker),
+            s.box_threshold,
+            s.text_threshold,
+            s.max_coverage,
+            **dev,
+        ),  # fmt: skip
+        vlm_stages.CinematicCaption(**vlm),
+        global_track.ImageToVideo(
+            inj.get("i2v", m.i2v),
+            cfg.stylization.frames,
+            cfg.stylization.fps,
+            cfg.stylization.max_area,
+            seed=s.seed,
+            **dev,
+        ),
+        vlm_stages.StyleCaption(**vlm),
+        global_track.Depth(inj.get("depth", m.depth), m.depth_backend, **dev),
+        synthesis.VACESynthesis(
+            inj.get("vace", m.vace),
+            s.steps,
+            s.guidance,
+            s.flow_shift,
+            s.erode_px,
+            s.dilate_px,
+            s.seed,
+            m.vace_lora,
+            **dev,
+        ),  # fmt: skip
+        vlm_stages.DiscriminateTask(**vlm),
+        synthesis.Finish(),
+    ]
+    if q.filter:
+        stages.append(vlm_stages.QualityFilter(**vlm))
+    if q.verify:
+        stages.append(vlm_stages.Verify(**vlm))
+    for stage in stages:
+        stage.workers = int(cfg.execution.stage_workers.get(stage.name, stage.workers))
+    return stages
+
+
+# --- dedup and writing -------------------------------------------------------------------------------
+
+
+def dhash(frame: np.ndarray) -> int:
+    """64-bit difference hash of a frame (grey 9×8, adjacent-pixel comparisons)."""
+    import cv2
+
+    grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (9, 8), interpolation=cv2.INTER_AREA)
+    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def pair_hashes(source: np.ndarray, target: np.ndarray) -> list[int]:
+    picks = sorted({0, len(source) // 2, len(source) - 1})
+    return [dhash(source[i]) for i in picks] + [dhash(target[i]) for i in picks]
+
+
+def is_duplicate(hashes: list[int], seen: dict[str, list[int]], bits: int, sample_id: str = "") -> bool:
+    """True if an *other* committed pair is within `bits` on every hashed frame."""
+    return any(
+        sid != sample_id
+        and len(h) == len(hashes)
+        and all(bin(a ^ b).count("1") <= bits for a, b in zip(h, hashes))
+        for sid, h in seen.items()
+    )
+
+
+def to_pair(sample: dict[str, str]):
+    """A finished sample → `Pair` (source and edit at the same size and length; mask = VACE's region)."""
+    from freeprop.data.pairs import Pair
+    from freeprop.data.stages.media import load_masks, load_video
+
+    source, target = load_video(sample["source_video"]), load_video(sample["edited_video"])
+    if source.shape != target.shape:
+        raise ValueError(f"edit {target.shape} and source {source.shape} differ in shape")
+    mask = load_masks(sample["vace_mask"]).astype(np.uint8) * 255 if sample["vace_mask"] else None
+    task = sample["final_task"] or sample["task"]
+    meta = {k: sample[k] for k in ("source", "content_image", "style_image", "object", "box") if sample[k]}
+    if sample["frame_indices"]:
+        meta["frame_indices"] = json.loads(sample["frame_indices"])
+    return Pair(
+        sample_id=sample["sample_id"], source=source, target=target, task=task, track=sample["track"],
+        fps=float(sample["fps"] or 16), mask=mask, instruction=sample["instruction"],
+        source_caption=sample["caption"] or sample["cinematic_caption"],
+        target_caption=sample["removal_caption"] or sample["style_caption"] or sample["caption"],
+        split=sample["split"], meta=meta,
+    )  # fmt: skip
+
+
+@dataclass
+class BuildSummary:
+    ok: Counter = field(default_factory=Counter)  # (track, task) → pairs written
+    failed: Counter = field(default_factory=Counter)  # (stage, reason) → samples
+    filtered: Counter = field(default_factory=Counter)  # (stage, reason) → samples
+    skipped: int = 0  # already committed by an earlier run
+
+    def as_dict(self) -> dict:
+        def flat(c):
+            return {" / ".join(k): v for k, v in sorted(c.items())}
+
+        return {"ok": flat(self.ok), "failed": flat(self.failed), "filtered": flat(self.filtered),
+                "skipped_done": self.skipped}  # fmt: skip
+
+    def table(self) -> str:
+        lines = ["pairs written (track / task):"]
+        lines += [f"  {k:32s} {v:6d}" for k, v in self.as_dict()["ok"].items()] or ["  none"]
+        for label in ("failed", "filtered"):
+            entries = self.as_dict()[label]
+            lines.append(f"{label} (stage / reason):")
+            lines += [f"  {k[:70]:70s} {v:6d}" for k, v in entries.items()] or ["  none"]
+        lines.append(f"already done (skipped): {self.skipped}")
+        return "\n".join(lines)
+
+
+def _reason(error: str) -> str:
+    return error.split(":", 1)[0][:60] if error else "unknown"
+
+
+def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, injected: dict | None = None,
+              progress: bool = True) -> BuildSummary:  # fmt: skip
+    """Build (or continue) the dataset described by `cfg`; returns the counts of this run."""
+    from tqdm.auto import tqdm
+
+    from freeprop.data.executors import make_executor
+    from freeprop.data.pairs import INDEX, PairWriter
+
+    output = Path(cfg.output)
+    if (output / INDEX).is_file() and not resume:
+        raise FreePropInputError(f"{output} already holds a dataset; pass --resume to continue it")
+    samples = make_samples(cfg)
+    summary = BuildSummary()
+    stages = build_stages(cfg, injected)
+    hashes_path = output / "dedup_hashes.jsonl"  # append-only: {"id", "h"} per pair handed to the writer
+    with PairWriter(output, shard_size=cfg.execution.shard_size) as writer:
+        todo = [s for s in samples if s["sample_id"] not in writer.done]
+        summary.skipped = len(samples) - len(todo)
+        todo = todo[:limit] if limit is not None else todo
+        seen = {}
+        if hashes_path.is_file():
+            for line in hashes_path.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    seen[entry["id"]] = entry["h"]
+        hash_log = hashes_path.open("a")
+        bars = [
+            tqdm(total=len(todo), desc=f"{stage.name:18s}", position=i, disable=not progress, leave=True)
+            for i, stage in enumerate(stages)
+        ]
+        executor = make_executor(cfg.execution.executor, cfg.execution.workers, cfg.execution.ray_address,
+                                 cfg.execution.ray_num_cpus)  # fmt: skip
+        names = [stage.name for stage in stages]
+        for sample in executor.run(stages, todo):
+            reached = names.index(sample["stage"]) + 1 if sample["status"] != "pending" else len(stages)
+            for bar in bars[:reached]:
+                bar.update(1)
+            if sample["status"] == "pending":  # went through every stage
+                try:
+                    pair = to_pair(sample)
+                    hashes = pair_hashes(pair.source, pair.target)
+                    if cfg.quality.dedup and is_duplicate(
+                        hashes, seen, cfg.quality.dedup_bits, pair.sample_id
+                    ):
+                        sample |= {
+                            "status": "filtered",
+                            "stage": "dedup",
+                            "error": "duplicate: near-identical pair",
+                        }
+                    else:
+                        writer.add(pair)
+                        seen[pair.sample_id] = hashes
+                        hash_log.write(json.dumps({"id": pair.sample_id, "h": hashes}) + "\n")
+                        hash_log.flush()
+                        summary.ok[(pair.track, pair.task)] += 1
+                        continue
+                except Exception as err:  # a broken artefact fails this sample only
+                    sample |= {"status": "failed", "stage": "write", "error": f"{type(err).__name__}: {err}"}
+            counter = summary.failed if sample["status"] == "failed" else summary.filtered
+            counter[(sample["stage"], _reason(sample["error"]))] += 1
+            writer.add_failure(sample["sample_id"], sample["task"], sample["track"],
+                               f"{sample['stage']}: {sample['error']}", sample["split"], sample["status"])  # fmt: skip
+        for bar in bars:
+            bar.close()
+        hash_log.close()
+    with atomic_path(output / "build_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary.as_dict(), indent=1))
+    return summary

@@ -1,0 +1,121 @@
+"""The stage contract of the FFP-300K construction pipeline (after NeMo Curator / Cosmos-Curate).
+
+A *sample* is a flat `dict[str, str]` — every field a string ("" = not set yet; structured values
+as JSON) — so the same rows travel unchanged through the local executor, Ray Data blocks (pandas /
+Arrow) and the resume logic. Media live as files in the sample's work folder, written atomically;
+fields hold their paths.
+
+A `Stage` declares what it reads (`requires`) and writes (`provides`), which samples it applies to
+(`tracks`, `tasks`), the resources one worker needs (`cpus`, `gpus`, fractional allowed) and its
+batch size; `setup()` loads models inside the worker (never in `__init__`, so stages pickle cheaply
+to Ray actors), `process(sample)` returns the updated sample. Failures never stop a job:
+`run_stage` turns an exception into status "failed" with the stage and reason, `SampleFiltered` into
+status "filtered"; samples that are not "pending" pass through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from freeprop.video import atomic_path
+
+FIELDS = (
+    # identity and bookkeeping
+    "sample_id", "source_id", "track", "task", "split", "status", "stage", "error", "work",
+    # inputs
+    "source", "caption_in", "content_image", "style_image",
+    # local track
+    "frame_indices", "fps", "source_video", "object", "caption", "removal_caption", "box", "masks",
+    "vace_mask", "edited_video", "final_task",
+    # global track
+    "cinematic_caption", "style_caption", "depth_video",
+    # quality control
+    "quality", "verified", "instruction",
+)  # fmt: skip
+
+
+def new_sample(**fields: str) -> dict[str, str]:
+    """A pending sample with every field present ("" where not given)."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown sample fields: {sorted(unknown)}")
+    return {name: "" for name in FIELDS} | {"status": "pending"} | {k: str(v) for k, v in fields.items()}
+
+
+def stable_id(*parts: str, length: int = 16) -> str:
+    """Deterministic id from its parts (same inputs and config → same id → resumable)."""
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:length]
+
+
+class SampleFiltered(Exception):
+    """The sample is fine but rejected by a quality rule (recorded as status "filtered")."""
+
+
+class StageError(Exception):
+    """The stage could not produce its output for this sample (recorded as status "failed")."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+class Stage:
+    name: str = "stage"
+    requires: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    tracks: tuple[str, ...] = ("local", "global")
+    tasks: tuple[str, ...] | None = None  # None = every task of those tracks
+    resources: Resources = Resources()
+    batch_size: int = 1
+    workers: int = 1  # actors per stage under Ray (the local executor runs samples through in turn)
+
+    def setup(self) -> None:
+        """Load models; called once per worker before the first `process`."""
+
+    def applies(self, sample: dict[str, str]) -> bool:
+        return sample["track"] in self.tracks and (self.tasks is None or sample["task"] in self.tasks)
+
+    def process(self, sample: dict[str, str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    # --- helpers for stages ---
+    @staticmethod
+    def work_dir(sample: dict[str, str]) -> Path:
+        folder = Path(sample["work"])
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @staticmethod
+    def cached_json(path: Path, compute) -> dict:
+        """`compute()` once; its JSON result is kept at `path` (atomic) and reused on resume."""
+        if path.is_file():
+            return json.loads(path.read_text())
+        value = compute()
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(value))
+        return value
+
+
+def run_stage(stage: Stage, sample: dict[str, str]) -> dict[str, str]:
+    """One stage on one sample, never raising: failures and filter decisions are recorded."""
+    if sample["status"] != "pending" or not stage.applies(sample):
+        return sample
+    missing = [f for f in stage.requires if not sample.get(f)]
+    if missing:
+        return sample | {"status": "failed", "stage": stage.name, "error": f"missing inputs {missing}"}
+    try:
+        out = stage.process(dict(sample))
+    except SampleFiltered as reason:
+        return sample | {"status": "filtered", "stage": stage.name, "error": str(reason)}
+    except Exception as err:  # one bad sample must never stop the job
+        return sample | {
+            "status": "failed",
+            "stage": stage.name,
+            "error": f"{type(err).__name__}: {err}"[:500],
+        }
+    return {k: "" if v is None else str(v) for k, v in out.items()}

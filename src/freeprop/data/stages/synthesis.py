@@ -1,0 +1,137 @@
+"""Synthesis with VACE through diffusers' `WanVACEPipeline` (paper §3.1, §3.2), and the finishing stage.
+
+| task | VACE video | VACE mask (white = regenerate) | reference | prompt |
+|---|---|---|---|---|
+| swap | source frames | object mask eroded by `erode_px` (no bbox) | — | original caption |
+| removal | source frames | mask ∪ bbox, dilated by `dilate_px` (with bbox) | — | removal caption |
+| stylization | depth video (3-channel) | none (regenerate all) | the style image | style caption |
+
+Defaults follow diffusers' Wan VACE examples: 50 UniPC steps with flow shift 5.0 (720p; 3.0 for
+480p), guidance 5.0; the VAE is kept in float32. `lora` loads a LoRA (e.g. the removal fine-tune of
+§3.3, `freeprop data finetune-vace`) with diffusers' `load_lora_weights`. The `pipe` argument takes a
+ready pipeline (tests build a tiny one from the config classes).
+
+`Finish` fills what the pair writer needs: the final task (the discrimination's answer for swaps),
+the instruction text, and the target caption.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from freeprop.data import prompts
+from freeprop.data.masks import erode, scaled_px, to_video, with_bbox
+from freeprop.data.stages.base import Resources, Stage
+from freeprop.data.stages.media import load_image, load_masks, load_video, save_masks, save_video
+
+VACE_14B = "Wan-AI/Wan2.1-VACE-14B-diffusers"
+NEGATIVE_PROMPT = (  # Wan's standard negative prompt (English rendering)
+    "bright colors, overexposed, static, blurred details, subtitles, style, artwork, painting, still image, "
+    "overall gray, worst quality, low quality, JPEG artifacts, ugly, deformed, extra fingers, poorly drawn hands, "
+    "poorly drawn face, malformed limbs, fused fingers, cluttered background, walking backwards"
+)
+
+
+def load_vace(
+    path: str = VACE_14B, device="cpu", dtype=None, flow_shift: float = 5.0, lora: str | None = None
+):
+    """`WanVACEPipeline` with a float32 VAE and a UniPC flow scheduler (diffusers' recommended set-up)."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanVACEPipeline
+
+    from freeprop.hub import load_pretrained
+
+    vae = load_pretrained(AutoencoderKLWan, path, subfolder="vae", torch_dtype=torch.float32)
+    pipe = load_pretrained(WanVACEPipeline, path, vae=vae, torch_dtype=dtype or torch.bfloat16)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=flow_shift)
+    if lora:
+        pipe.load_lora_weights(lora)
+    return pipe.to(device)
+
+
+class VACESynthesis(Stage):
+    name = "vace"
+    provides = ("vace_mask", "edited_video")
+    resources = Resources(cpus=2, gpus=1)
+
+    def __init__(
+        self,
+        pipe=VACE_14B,
+        steps: int = 50,
+        guidance: float = 5.0,
+        flow_shift: float = 5.0,
+        erode_px: int = 8,
+        dilate_px: int = 8,
+        seed: int = 0,
+        lora: str | None = None,
+        negative_prompt: str = NEGATIVE_PROMPT,
+        device: str = "cpu",
+        dtype: str | None = None,
+    ):
+        self.pipe, self.steps, self.guidance, self.flow_shift = pipe, steps, guidance, flow_shift
+        self.erode_px, self.dilate_px, self.seed, self.lora = erode_px, dilate_px, seed, lora
+        self.negative_prompt, self.device, self.dtype = negative_prompt, device, dtype
+
+    def setup(self) -> None:
+        if isinstance(self.pipe, str):
+            import torch
+
+            dtype = getattr(torch, self.dtype) if self.dtype else None
+            self.pipe = load_vace(self.pipe, self.device, dtype, self.flow_shift, self.lora)
+            self.pipe.set_progress_bar_config(disable=True)
+
+    def inputs(self, sample) -> tuple[np.ndarray, np.ndarray | None, list | None, str]:
+        """(VACE video, VACE mask or None, reference images or None, prompt) for this sample's task."""
+        task = sample["task"]
+        if task == "stylization":
+            depth = load_video(sample["depth_video"])
+            return depth, None, [load_image(sample["style_image"])], sample["style_caption"]
+        frames = load_video(sample["source_video"])
+        masks = load_masks(sample["masks"])
+        h, w = frames.shape[1:3]
+        if task == "removal":
+            return frames, with_bbox(masks, scaled_px(self.dilate_px, h, w)), None, sample["removal_caption"]
+        return frames, erode(masks, scaled_px(self.erode_px, h, w)), None, sample["caption"]
+
+    def process(self, sample):
+        import torch
+        from PIL import Image
+
+        work, task = self.work_dir(sample), sample["task"]
+        out = work / f"edited-{task}.mp4"
+        mask_path = work / f"vace-mask-{task}.npz"
+        video, mask, references, prompt = self.inputs(sample)
+        if not out.is_file():
+            f, h, w = video.shape[:3]
+            result = self.pipe(
+                video=[Image.fromarray(frame) for frame in video],
+                mask=None if mask is None else [Image.fromarray(m) for m in to_video(mask)],
+                reference_images=None if references is None else [Image.fromarray(r) for r in references],
+                prompt=prompt,
+                negative_prompt=self.negative_prompt,
+                height=h,
+                width=w,
+                num_frames=f,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance,
+                generator=torch.Generator().manual_seed(self.seed),
+                output_type="np",
+            ).frames[0]
+            frames = (np.clip(np.asarray(result, np.float32), 0, 1) * 255).round().astype(np.uint8)
+            save_video(out, frames[:f], float(sample["fps"] or 16))
+        if mask is not None:
+            save_masks(mask_path, mask)
+        return sample | {"vace_mask": str(mask_path) if mask is not None else "", "edited_video": str(out)}
+
+
+class Finish(Stage):
+    """Final task, instruction and captions for the pair writer (no model)."""
+
+    name = "finish"
+    provides = ("final_task", "instruction")
+
+    def process(self, sample):
+        task = sample["final_task"] or sample["task"]
+        fields = {"object": sample["object"] or "object", "style": sample["style_caption"]}
+        instruction = prompts.INSTRUCTIONS[task].format(**fields)
+        return sample | {"final_task": task, "instruction": instruction}

@@ -1,0 +1,159 @@
+"""VLM stages (paper §3.1, §3.3, §7.1) on Qwen2.5-VL or any `freeprop.vlm` backend.
+
+- `IdentifyObject` — the paper's object-identification prompt on the first frame → `object`;
+- `Captions` — the paper's original caption (on first / middle / last frames) and removal caption
+  (from the original caption and the object) → `caption`, `removal_caption`;
+- `DiscriminateTask` — the paper's swap-vs-modification prompt on first / middle / last frames of the
+  source then the edited video → `final_task` (swap samples only);
+- `QualityFilter` and `Verify` — the §3.3 screening (our prompts, see `data/prompts.py`): a "no"
+  filters the sample (recorded, never deleted);
+- `CinematicCaption`, `StyleCaption` — the global track's captions (§3.2).
+
+Replies must be strict JSON with the prompt's key; each stage retries `retries` times and then fails
+the sample with the last reply. Results are cached in the sample's work folder, so a resumed job
+does not ask again.
+"""
+
+from __future__ import annotations
+
+from freeprop.data import prompts
+from freeprop.data.stages.base import Resources, SampleFiltered, Stage
+from freeprop.data.stages.media import key_frames, load_image, load_video
+from freeprop.vlm import ask_json, make_vlm
+
+
+class VLMStage(Stage):
+    resources = Resources(
+        cpus=1, gpus=1
+    )  # Qwen2.5-VL-72B needs several GPUs: use an OpenAI-compatible server
+
+    def __init__(self, vlm="stub:{}", retries: int = 3, device: str = "cpu", dtype: str | None = None):
+        self.vlm_spec, self.retries, self.device, self.dtype = vlm, retries, device, dtype
+        self.vlm = None if isinstance(vlm, str) else vlm
+
+    def setup(self) -> None:
+        if self.vlm is None:
+            import torch
+
+            dtype = getattr(torch, self.dtype) if self.dtype else None
+            self.vlm = make_vlm(self.vlm_spec, self.device, dtype, flag="vlm")
+
+    def ask(self, sample, cache: str, images, prompt_name: str, **fields) -> dict:
+        prompt = getattr(prompts, prompt_name).format(**fields)
+        keys = prompts.KEYS[prompt_name]
+        return self.cached_json(
+            self.work_dir(sample) / f"{cache}.json",
+            lambda: ask_json(self.vlm, images, prompt, keys, self.retries),
+        )
+
+
+class IdentifyObject(VLMStage):
+    name = "identify_object"
+    requires = ("source_video",)
+    provides = ("object",)
+    tracks = ("local",)
+
+    def process(self, sample):
+        first = load_video(sample["source_video"])[0]
+        reply = self.ask(sample, "object", [first], "OBJECT_IDENTIFICATION")
+        return sample | {"object": reply["Object"].strip().lower()}
+
+
+class Captions(VLMStage):
+    name = "captions"
+    requires = ("source_video", "object")
+    provides = ("caption", "removal_caption")
+    tracks = ("local",)
+
+    def process(self, sample):
+        frames = key_frames(load_video(sample["source_video"]))
+        caption = sample["caption_in"] or self.ask(sample, "caption", frames, "ORIGINAL_CAPTION")["Caption"]
+        removal = ""
+        if sample["task"] == "removal":
+            reply = self.ask(
+                sample, "removal_caption", [], "REMOVAL_CAPTION", caption=caption, object=sample["object"]
+            )
+            removal = reply["Remove_Caption"].strip()
+        return sample | {"caption": caption.strip(), "removal_caption": removal}
+
+
+class DiscriminateTask(VLMStage):
+    name = "discriminate_task"
+    requires = ("source_video", "edited_video")
+    provides = ("final_task",)
+    tracks = ("local",)
+    tasks = ("swap",)
+
+    def process(self, sample):
+        images = key_frames(load_video(sample["source_video"])) + key_frames(
+            load_video(sample["edited_video"])
+        )
+        task = self.ask(sample, "task", images, "TASK_DISCRIMINATION")["Task"].strip().lower()
+        if task not in ("swap", "modification"):
+            raise ValueError(f"task discrimination answered {task!r}")
+        return sample | {"final_task": task}
+
+
+class QualityFilter(VLMStage):
+    name = "quality_filter"
+    requires = ("edited_video", "instruction")
+    provides = ("quality",)
+
+    def process(self, sample):
+        source = sample["source_video"]
+        images = (key_frames(load_video(source)) if source else []) + key_frames(
+            load_video(sample["edited_video"])
+        )
+        verdict = self.ask(
+            sample, f"quality-{sample['task']}", images, "QUALITY_FILTER", edit=sample["instruction"]
+        )["Pass"]
+        if verdict.strip().lower() != "yes":
+            raise SampleFiltered("quality filter: no")
+        return sample | {"quality": "yes"}
+
+
+class Verify(VLMStage):
+    name = "verify"
+    requires = ("edited_video", "instruction")
+    provides = ("verified",)
+
+    def process(self, sample):
+        source = sample["source_video"]
+        images = (key_frames(load_video(source)) if source else []) + key_frames(
+            load_video(sample["edited_video"])
+        )
+        verdict = self.ask(
+            sample,
+            f"verify-{sample['task']}",
+            images,
+            "SEMANTIC_VERIFICATION",
+            instruction=sample["instruction"],
+        )
+        if verdict["Match"].strip().lower() != "yes":
+            raise SampleFiltered("semantic verification: no")
+        return sample | {"verified": "yes"}
+
+
+class CinematicCaption(VLMStage):
+    name = "cinematic_caption"
+    requires = ("content_image",)
+    provides = ("cinematic_caption",)
+    tracks = ("global",)
+
+    def process(self, sample):
+        reply = self.ask(
+            sample, "cinematic_caption", [load_image(sample["content_image"])], "CINEMATIC_CAPTION"
+        )
+        return sample | {"cinematic_caption": reply["Caption"].strip()}
+
+
+class StyleCaption(VLMStage):
+    name = "style_caption"
+    requires = ("style_image", "source_video")
+    provides = ("style_caption",)
+    tracks = ("global",)
+
+    def process(self, sample):
+        images = [load_image(sample["style_image"])] + key_frames(load_video(sample["source_video"]))
+        reply = self.ask(sample, "style_caption", images, "STYLE_CAPTION")
+        return sample | {"style_caption": reply["Style_Caption"].strip()}

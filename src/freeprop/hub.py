@@ -1,0 +1,28 @@
+"""Loading pretrained parts (transformers / diffusers `from_pretrained`) with one clear error."""
+
+from __future__ import annotations
+
+from freeprop.errors import FreePropInputError
+
+
+def load_pretrained(cls, path: str, device=None, dtype=None, **kwargs):
+    """`cls.from_pretrained(path, **kwargs)` — a local folder or a Hugging Face id already in the cache.
+
+    A missing or unreadable checkpoint is one `FreePropInputError` naming the class and the path
+    (no traceback). transformers' long load reports are silenced (a vision tower read from a full
+    CLIP folder would otherwise list every text key as unexpected).
+    """
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        obj = cls.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise FreePropInputError(
+            f"cannot load {cls.__name__} from {path} ({str(err).splitlines()[0][:120]}); "
+            "download it (huggingface-cli download) or pass a local folder"
+        ) from None
+    finally:
+        logging.set_verbosity(verbosity)
+    return obj.to(device, dtype) if device is not None or dtype is not None else obj
