@@ -134,9 +134,9 @@ def _read_list(path: Path) -> list[tuple[str, str]]:
         raise FreePropInputError(f"{path}: no such folder or list file")
     rows = []
     with path.open(newline="") as handle:
-        for row in csv.reader(handle):
-            if not row or row[0].startswith("#") or row[0].strip().lower() in ("path", "video", "videoid"):
-                continue
+        for number, row in enumerate(csv.reader(handle)):
+            if not row or row[0].startswith("#") or (number == 0 and not Path(row[0].strip()).suffix):
+                continue  # blank, comment, or a header row (its first cell is a column name, not a file)
             file = Path(row[0].strip())
             file = file if file.is_absolute() else path.parent / file
             rows.append((str(file), row[1].strip() if len(row) > 1 else ""))
@@ -161,7 +161,8 @@ def _style_pairs(track: GlobalTrack) -> list[tuple[str, str]]:
                 pairs.append((str(found[0]), str(found[1])))
         return pairs
     if track.pairs:
-        return [(a, b) for a, b in _read_list(Path(track.pairs))]
+        base = Path(track.pairs).parent
+        return [(a, str(b if Path(b).is_absolute() else base / b)) for a, b in _read_list(Path(track.pairs))]
     return []
 
 

@@ -1,0 +1,118 @@
+"""The FFP-300K pipeline end to end on CPU: tiny real VACE / Wan I2V pipelines, scripted VLM / detector."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from freeprop.data.build import BuildConfig, Execution, GlobalTrack, LocalTrack, Models, Quality, Synthesis, run_build
+from freeprop.data.masks import scaled_px, with_bbox
+from freeprop.data.pairs import PairDataset, read_index
+from freeprop.errors import FreePropInputError
+from freeprop.video import write_image, write_video
+from tests.conftest import moving_pattern
+from tests.data.conftest import ConstantDepth, DiscDetector, DiscTracker, ScriptedVLM
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(2):
+        write_video(videos / f"clip{i}.mp4", moving_pattern(frames=24, height=40, width=48, speed=i + 1), fps=24)
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    write_video(videos / "short.mp4", moving_pattern(frames=3, height=40, width=48), fps=24)
+    images = tmp_path / "images"
+    images.mkdir()
+    write_image(images / "content.png", moving_pattern(1, 40, 40)[0])
+    write_image(images / "style.png", 255 - moving_pattern(1, 40, 40, speed=5)[0])
+    (tmp_path / "style_pairs.csv").write_text("content_image,style_image\nimages/content.png,images/style.png\n")
+    return tmp_path
+
+
+def config(root, **changes) -> BuildConfig:
+    cfg = BuildConfig(
+        output=str(root / "out"),
+        local=LocalTrack(sources=str(root / "videos"), frames=9, fps=16, height=32, width=32),
+        stylization=GlobalTrack(pairs=str(root / "style_pairs.csv"), frames=9, max_area=32 * 32),
+        models=Models(device="cpu", dtype="float32"),
+        synthesis=Synthesis(steps=2, erode_px=40, dilate_px=40),  # ≈ 2 px at 32 px frames
+        execution=Execution(shard_size=2),
+    )
+    return replace(cfg, **changes)
+
+
+def injected(tiny_vace, tiny_i2v, vlm=None):
+    return {"vlm": vlm or ScriptedVLM(), "detector": DiscDetector(), "tracker": DiscTracker(), "vace": tiny_vace,
+            "i2v": tiny_i2v, "depth": ConstantDepth()}  # fmt: skip
+
+
+def test_both_tracks_end_to_end(inputs, tiny_vace, tiny_i2v):
+    summary = run_build(config(inputs), injected=injected(tiny_vace, tiny_i2v), progress=False)
+    # 2 good clips × (swap → discriminated as modification, removal) + 1 stylization pair
+    assert summary.ok == {("local", "modification"): 2, ("local", "removal"): 2, ("global", "stylization"): 1}
+    # the broken and the too-short clip fail at standardisation, for both tasks, with the reason
+    assert sum(summary.failed.values()) == 4 and {k[0] for k in summary.failed} == {"standardize"}
+    rows = read_index(inputs / "out").to_pylist()
+    reasons = {r["error"].split(":")[1].strip() for r in rows if r["status"] == "failed"}
+    assert reasons == {"FreePropInputError"}
+
+    dataset = PairDataset(inputs / "out")
+    pairs = {p.task: p for p in dataset}
+    removal, style, swap = pairs["removal"], pairs["stylization"], pairs["modification"]
+    assert removal.source.shape == removal.target.shape == (9, 32, 32, 3) and removal.fps == 16
+    assert removal.target_caption == "The video shows grass under the sky." and removal.instruction == "Remove the ball."
+    # the stored edit mask is VACE's region: the tracked disc ∪ bbox, dilated (removal) / eroded (swap)
+    disc = DiscTracker().track(np.zeros((9, 32, 32, 3)), None)
+    np.testing.assert_array_equal(removal.mask > 127, with_bbox(disc, scaled_px(40, 32, 32)))
+    assert (swap.mask > 127).sum() < disc.sum() and not ((swap.mask > 127) & ~disc).any()
+    assert style.track == "global" and style.mask is None and style.target_caption.startswith("A painting")
+    assert json.loads((inputs / "out" / "build_summary.json").read_text())["ok"]["global / stylization"] == 1
+    assert len(dataset) == 5 and removal.meta["frame_indices"] == [0, 1, 3, 4, 6, 7, 9, 10, 12]  # 24 → 16 fps
+
+
+def test_vlm_failures_and_quality_rules_are_recorded_not_fatal(inputs, tiny_vace, tiny_i2v):
+    vlm = ScriptedVLM({"Identify the main editable object": "I see a ball", "Judge the edited video strictly": '{"Pass": "no"}'})
+    cfg = config(inputs, stylization=GlobalTrack())
+    summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v, vlm), progress=False)
+    assert not summary.ok
+    assert summary.failed[("identify_object", "VLMReplyError")] == 4  # 2 clips × 2 tasks, after 3 tries each
+    with pytest.raises(FreePropInputError, match="pass --resume"):
+        run_build(cfg, injected=injected(tiny_vace, tiny_i2v), progress=False)
+
+
+def test_resume_skips_committed_samples_and_a_kill_loses_only_the_open_shard(inputs, tiny_vace, tiny_i2v):
+    cfg = config(inputs, stylization=GlobalTrack(), quality=Quality(verify=False))
+    first = run_build(cfg, limit=3, injected=injected(tiny_vace, tiny_i2v), progress=False)
+    assert sum(first.ok.values()) + sum(first.failed.values()) == 3
+
+    class Killer(ScriptedVLM):  # dies on the second sample's first VLM call (a kill mid-run)
+        def chat(self, images, prompt):
+            if len(self.calls) >= 6:
+                raise KeyboardInterrupt
+            return super().chat(images, prompt)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_build(cfg, resume=True, injected=injected(tiny_vace, tiny_i2v, Killer()), progress=False)
+    out = inputs / "out"
+    committed = {r["sample_id"] for r in read_index(out).to_pylist()}
+    vlm = ScriptedVLM()
+    rest = run_build(cfg, resume=True, injected=injected(tiny_vace, tiny_i2v, vlm), progress=False)
+    assert rest.skipped == len(committed) >= 3
+    assert len(read_index(out)) == 8 and not list(out.glob("*.partial"))  # every sample exactly once
+    assert len({r["sample_id"] for r in read_index(out).to_pylist()}) == 8
+
+
+def test_dedup_drops_a_second_identical_source(inputs, tiny_vace, tiny_i2v):
+    import shutil
+
+    shutil.copy(inputs / "videos" / "clip0.mp4", inputs / "videos" / "clip0_copy.mp4")
+    cfg = config(inputs, stylization=GlobalTrack(), local=replace(config(inputs).local, tasks=("removal",)))
+    summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v), progress=False)
+    assert summary.ok[("local", "removal")] == 2 and summary.filtered[("dedup", "duplicate")] == 1
+
+
+def test_nothing_to_build_is_a_clear_error(tmp_path):
+    with pytest.raises(FreePropInputError, match="nothing to build"):
+        run_build(BuildConfig(output=str(tmp_path / "o")), progress=False)
