@@ -223,6 +223,39 @@ def cmd_data_inspect(args: argparse.Namespace) -> None:
         print(f"wrote {args.contact_sheet} (source frame 0 | edited frame 0 | edited middle | mask)")
 
 
+def cmd_data_review(args: argparse.Namespace) -> None:
+    from freeprop.data.curation import make_review_server, write_review
+
+    page = write_review(args.dataset, args.output, args.task, args.limit)
+    print(f"wrote {page}")
+    if args.serve is not None:
+        server = make_review_server(args.output, args.serve)
+        host, port = server.server_address[:2]
+        print(
+            f"review at http://{host}:{port}/index.html — decisions are saved to {args.output}/decisions.json; Ctrl-C to stop"
+        )
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+def cmd_data_finetune_vace(args: argparse.Namespace) -> None:
+    from freeprop.data.curation import finetune_vace, read_decisions
+    from freeprop.data.stages.synthesis import load_vace
+
+    decisions = read_decisions(args.decisions)
+    device, dtype = _device_and_dtype(args.device, args.dtype)
+    pipe = load_vace(args.vace, device, dtype)
+    summary = finetune_vace(pipe, args.dataset, decisions, args.output, args.steps, args.lr, args.rank)
+    print(
+        f"wrote {args.output} (LoRA; {summary['accepted']} accepted removals, loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f})"
+    )
+    print(
+        f"regenerate the removals: freeprop data build CONFIG models.vace_lora={args.output} 'local.tasks=[removal]' output=NEW"
+    )
+
+
 def cmd_data_synth(args: argparse.Namespace) -> None:
     from freeprop.data.synthetic import write_synthetic
 
@@ -576,6 +609,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="build at most N new samples")
     p.add_argument("--resume", action="store_true", help="continue a dataset that already has an index")
     p.set_defaults(func=cmd_data_build)
+
+    p = data_sub.add_parser(
+        "review",
+        help="HTML page to accept / reject candidate pairs (the removal curation of §3.3)",
+        description="Writes OUTPUT/index.html with every pair of TASK side by side (source | edit). With --serve "
+        "it is served on 127.0.0.1 and the Save button writes OUTPUT/decisions.json; without, Save downloads it.",
+    )
+    p.add_argument("dataset", help="pair-format folder")
+    p.add_argument("-o", "--output", required=True, help="review folder")
+    p.add_argument("--task", default="removal", help="which task to review (default removal)")
+    p.add_argument("--limit", type=int, help="at most N pairs")
+    p.add_argument("--serve", type=int, nargs="?", const=8765, help="serve on 127.0.0.1:PORT (default 8765)")
+    p.set_defaults(func=cmd_data_review)
+
+    p = data_sub.add_parser(
+        "finetune-vace",
+        help="LoRA-fine-tune VACE on the accepted removals (§3.3), to regenerate the removal subset",
+    )
+    p.add_argument("dataset", help="pair-format folder holding the reviewed removals")
+    p.add_argument("--decisions", required=True, help="decisions.json from `freeprop data review`")
+    p.add_argument("-o", "--output", required=True, help="LoRA folder to write")
+    p.add_argument("--vace", default="Wan-AI/Wan2.1-VACE-14B-diffusers", help="VACE diffusers folder or id")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--device", help="cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--dtype", choices=list(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
+    p.set_defaults(func=cmd_data_finetune_vace)
 
     p = data_sub.add_parser("inspect", help="statistics of a pair dataset and a contact sheet of pairs")
     p.add_argument("dataset", help="pair-format folder (index.parquet + shards)")

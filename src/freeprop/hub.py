@@ -26,3 +26,22 @@ def load_pretrained(cls, path: str, device=None, dtype=None, **kwargs):
     finally:
         logging.set_verbosity(verbosity)
     return obj.to(device, dtype) if device is not None or dtype is not None else obj
+
+
+def check_available(path: str, key: str) -> None:
+    """Raise one clear error if `path` is neither a local file/folder nor a Hugging Face id in the cache."""
+    from pathlib import Path
+
+    if Path(path).exists():
+        return
+    looks_like_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+    if looks_like_id:
+        try:
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(path, local_files_only=True)
+            return
+        except Exception:  # not in the cache (or no huggingface_hub): fall through to the error
+            pass
+    hint = f"huggingface-cli download {path}" if looks_like_id else "check the path"
+    raise FreePropInputError(f"{key}: {path} is not a local path nor in the Hugging Face cache ({hint})")

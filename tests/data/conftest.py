@@ -10,23 +10,51 @@ def tiny_t5():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
-    words = "the video shows a ball on grass red blue painting scene with sky tree car person cup".split()
+    words = [
+        "the",
+        "video",
+        "shows",
+        "a",
+        "ball",
+        "on",
+        "grass",
+        "red",
+        "blue",
+        "painting",
+        "scene",
+        "with",
+        "sky",
+        "tree",
+        "car",
+        "person",
+        "cup",
+    ]
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {w: i + 3 for i, w in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=4))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    encoder = UMT5EncoderModel(
+        UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=4)
+    )
     return tokenizer, encoder.eval()
 
 
 def tiny_wan_vae():
     from diffusers import AutoencoderKLWan
 
-    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    ).eval()
 
 
 @pytest.fixture(scope="session")
 def tiny_vace():
+    return build_tiny_vace()
+
+
+def build_tiny_vace():
     """diffusers' own tiny WanVACEPipeline recipe (tests/pipelines/wan/test_wan_vace.py), built locally."""
     from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
 

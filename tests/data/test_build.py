@@ -6,7 +6,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from freeprop.data.build import BuildConfig, Execution, GlobalTrack, LocalTrack, Models, Quality, Synthesis, run_build
+from freeprop.data.build import (
+    BuildConfig,
+    Execution,
+    GlobalTrack,
+    LocalTrack,
+    Models,
+    Quality,
+    Synthesis,
+    run_build,
+)
 from freeprop.data.masks import scaled_px, with_bbox
 from freeprop.data.pairs import PairDataset, read_index
 from freeprop.errors import FreePropInputError
@@ -20,14 +29,18 @@ def inputs(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(2):
-        write_video(videos / f"clip{i}.mp4", moving_pattern(frames=24, height=40, width=48, speed=i + 1), fps=24)
+        write_video(
+            videos / f"clip{i}.mp4", moving_pattern(frames=24, height=40, width=48, speed=i + 1), fps=24
+        )
     (videos / "broken.mp4").write_bytes(b"not a video")
     write_video(videos / "short.mp4", moving_pattern(frames=3, height=40, width=48), fps=24)
     images = tmp_path / "images"
     images.mkdir()
     write_image(images / "content.png", moving_pattern(1, 40, 40)[0])
     write_image(images / "style.png", 255 - moving_pattern(1, 40, 40, speed=5)[0])
-    (tmp_path / "style_pairs.csv").write_text("content_image,style_image\nimages/content.png,images/style.png\n")
+    (tmp_path / "style_pairs.csv").write_text(
+        "content_image,style_image\nimages/content.png,images/style.png\n"
+    )
     return tmp_path
 
 
@@ -62,7 +75,10 @@ def test_both_tracks_end_to_end(inputs, tiny_vace, tiny_i2v):
     pairs = {p.task: p for p in dataset}
     removal, style, swap = pairs["removal"], pairs["stylization"], pairs["modification"]
     assert removal.source.shape == removal.target.shape == (9, 32, 32, 3) and removal.fps == 16
-    assert removal.target_caption == "The video shows grass under the sky." and removal.instruction == "Remove the ball."
+    assert (
+        removal.target_caption == "The video shows grass under the sky."
+        and removal.instruction == "Remove the ball."
+    )
     # the stored edit mask is VACE's region: the tracked disc ∪ bbox, dilated (removal) / eroded (swap)
     disc = DiscTracker().track(np.zeros((9, 32, 32, 3)), None)
     np.testing.assert_array_equal(removal.mask > 127, with_bbox(disc, scaled_px(40, 32, 32)))
@@ -73,7 +89,12 @@ def test_both_tracks_end_to_end(inputs, tiny_vace, tiny_i2v):
 
 
 def test_vlm_failures_and_quality_rules_are_recorded_not_fatal(inputs, tiny_vace, tiny_i2v):
-    vlm = ScriptedVLM({"Identify the main editable object": "I see a ball", "Judge the edited video strictly": '{"Pass": "no"}'})
+    vlm = ScriptedVLM(
+        {
+            "Identify the main editable object": "I see a ball",
+            "Judge the edited video strictly": '{"Pass": "no"}',
+        }
+    )
     cfg = config(inputs, stylization=GlobalTrack())
     summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v, vlm), progress=False)
     assert not summary.ok

@@ -38,8 +38,16 @@ def samples(n=6):
 def check(results):
     by_id = {r["sample_id"]: r for r in results}
     assert len(by_id) == 6
-    assert by_id["0"]["caption"] == "0" and by_id["4"]["instruction"] == "even" and by_id["4"]["status"] == "pending"
-    assert by_id["3"]["status"] == "failed" and by_id["3"]["stage"] == "double" and "three is broken" in by_id["3"]["error"]
+    assert (
+        by_id["0"]["caption"] == "0"
+        and by_id["4"]["instruction"] == "even"
+        and by_id["4"]["status"] == "pending"
+    )
+    assert (
+        by_id["3"]["status"] == "failed"
+        and by_id["3"]["stage"] == "double"
+        and "three is broken" in by_id["3"]["error"]
+    )
     assert by_id["5"]["status"] == "filtered" and by_id["5"]["stage"] == "drop_odd"
 
 

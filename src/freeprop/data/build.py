@@ -360,6 +360,9 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
         todo = [s for s in samples if s["sample_id"] not in writer.done]
         summary.skipped = len(samples) - len(todo)
         todo = todo[:limit] if limit is not None else todo
+        for stage in stages:  # missing models: one clear error before any sample runs
+            if any(stage.applies(sample) for sample in todo):
+                stage.check()
         seen = {}
         if hashes_path.is_file():
             for line in hashes_path.read_text().splitlines():

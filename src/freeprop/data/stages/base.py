@@ -77,6 +77,9 @@ class Stage:
     def setup(self) -> None:
         """Load models; called once per worker before the first `process`."""
 
+    def check(self) -> None:
+        """Fail fast (before any sample runs) if a model this stage would load is not available."""
+
     def applies(self, sample: dict[str, str]) -> bool:
         return sample["track"] in self.tracks and (self.tasks is None or sample["task"] in self.tasks)
 

@@ -51,6 +51,12 @@ class ImageToVideo(Stage):
         self.pipe, self.frames, self.fps, self.max_area = pipe, frames, fps, max_area
         self.steps, self.guidance, self.seed, self.device, self.dtype = steps, guidance, seed, device, dtype
 
+    def check(self) -> None:
+        if isinstance(self.pipe, str):
+            from freeprop.hub import check_available
+
+            check_available(self.pipe, "models.i2v")
+
     def setup(self) -> None:
         if isinstance(self.pipe, str):
             import torch
@@ -174,6 +180,12 @@ class Depth(Stage):
             device,
             dtype,
         )
+
+    def check(self) -> None:
+        if isinstance(self.estimator, str):
+            from freeprop.hub import check_available
+
+            check_available(self.estimator, "models.depth")
 
     def setup(self) -> None:
         if isinstance(self.estimator, str):

@@ -121,6 +121,13 @@ class GroundAndTrack(Stage):
         )
         self.device, self.dtype = device, dtype
 
+    def check(self) -> None:
+        from freeprop.hub import check_available
+
+        for key, model in (("models.detector", self.detector), ("models.tracker", self.tracker)):
+            if isinstance(model, str):
+                check_available(model, key)
+
     def setup(self) -> None:
         import torch
 

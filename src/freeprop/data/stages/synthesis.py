@@ -72,6 +72,14 @@ class VACESynthesis(Stage):
         self.erode_px, self.dilate_px, self.seed, self.lora = erode_px, dilate_px, seed, lora
         self.negative_prompt, self.device, self.dtype = negative_prompt, device, dtype
 
+    def check(self) -> None:
+        from freeprop.hub import check_available
+
+        if isinstance(self.pipe, str):
+            check_available(self.pipe, "models.vace")
+        if self.lora:
+            check_available(self.lora, "models.vace_lora")
+
     def setup(self) -> None:
         if isinstance(self.pipe, str):
             import torch

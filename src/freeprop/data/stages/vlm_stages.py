@@ -31,6 +31,12 @@ class VLMStage(Stage):
         self.vlm_spec, self.retries, self.device, self.dtype = vlm, retries, device, dtype
         self.vlm = None if isinstance(vlm, str) else vlm
 
+    def check(self) -> None:
+        if self.vlm is None and self.vlm_spec.startswith("qwen:"):
+            from freeprop.hub import check_available
+
+            check_available(self.vlm_spec[5:], "models.vlm")
+
     def setup(self) -> None:
         if self.vlm is None:
             import torch

@@ -1,0 +1,226 @@
+"""The removal curation loop (paper §3.3): human review → fine-tune VACE on accepted removals → regenerate.
+
+1. `write_review(dataset, folder)` — an HTML page of candidate pairs (source | edit, animated) with
+   accept / reject buttons. Decisions are saved to `decisions.json`: by the page's "Save" button
+   (a download), or straight into the folder when the page is served by `serve_review` (bound to
+   127.0.0.1). `read_decisions` reads them back.
+2. `finetune_vace(dataset, decisions, ...)` — LoRA (peft, through diffusers' adapter API) on the
+   `WanVACETransformer3DModel`, trained with the Wan flow-matching loss of `training/losses.py` on the
+   accepted removals: the target video's latents are denoised under VACE's own conditioning of the
+   source video and the removal mask (the pipeline's `preprocess_conditions` / `prepare_video_latents`
+   / `prepare_masks`) and the removal caption. Saves a diffusers LoRA folder.
+3. Regenerate the removal subset with it: `freeprop data build CONFIG models.vace_lora=FOLDER
+   local.tasks=[removal] output=NEW` (VACE loads it with `load_lora_weights`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from freeprop.errors import FreePropInputError
+from freeprop.video import atomic_path, write_video
+
+# --- 1. review ---------------------------------------------------------------------------------------
+
+
+def write_review(
+    dataset: str | Path, folder: str | Path, task: str = "removal", limit: int | None = None
+) -> Path:
+    """Side-by-side GIFs and `index.html` for the `task` pairs of a pair dataset; returns the page."""
+    import cv2
+
+    from freeprop.data.pairs import PairDataset
+
+    folder = Path(folder)
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    pairs = PairDataset(dataset, tasks=(task,))
+    cards = []
+    for index in range(len(pairs) if limit is None else min(limit, len(pairs))):
+        pair = pairs[index]
+        h, w = pair.source.shape[1:3]
+        scale = min(1.0, 160 / h)
+        size = (max(2, round(w * scale)), max(2, round(h * scale)))
+        both = np.stack(
+            [
+                np.concatenate([cv2.resize(s, size), cv2.resize(t, size)], 1)
+                for s, t in zip(pair.source, pair.target)
+            ]
+        )
+        write_video(folder / "clips" / f"{pair.sample_id}.gif", both, pair.fps)
+        sid = html.escape(pair.sample_id)
+        cards.append(
+            f'<div class=card data-id="{sid}"><img src="clips/{sid}.gif"><p>{html.escape(pair.instruction)}</p>'
+            f'<label><input type=radio name="{sid}" value=accept> accept</label> '
+            f'<label><input type=radio name="{sid}" value=reject> reject</label></div>'
+        )
+    page = f"""<!doctype html><meta charset="utf-8"><title>FreeProp review — {html.escape(task)}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} .card{{display:inline-block;margin:8px;vertical-align:top;width:340px}}
+img{{max-width:330px}} #bar{{position:sticky;top:0;background:#fff;padding:6px}}</style>
+<div id=bar><b>{len(cards)} {html.escape(task)} candidates</b> — left: source, right: edit.
+<button onclick="save()">Save decisions</button> <span id=msg></span></div>
+{"".join(cards)}
+<script>
+function decisions() {{
+  const out = {{}};
+  document.querySelectorAll('.card').forEach(c => {{
+    const v = c.querySelector('input:checked'); if (v) out[c.dataset.id] = v.value; }});
+  return out;
+}}
+function save() {{
+  const body = JSON.stringify(decisions(), null, 1);
+  fetch('decisions', {{method: 'POST', body}}).then(r => {{
+    if (!r.ok) throw 0; document.getElementById('msg').textContent = 'saved to decisions.json'; }})
+  .catch(() => {{  // a static page: download the file instead
+    const a = document.createElement('a'); a.href = URL.createObjectURL(new Blob([body]));
+    a.download = 'decisions.json'; a.click(); document.getElementById('msg').textContent = 'downloaded decisions.json'; }});
+}}
+</script>"""
+    with atomic_path(folder / "index.html") as tmp:
+        tmp.write_text(page)
+    return folder / "index.html"
+
+
+def make_review_server(folder: str | Path, port: int = 8765, host: str = "127.0.0.1"):
+    """An HTTP server over the review folder that saves POSTed decisions to `decisions.json` (atomically)."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = Path(folder)
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            if self.path.rstrip("/") != "/decisions":
+                self.send_error(404)
+                return
+            try:
+                data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                _check_decisions(data, "request")
+            except (ValueError, FreePropInputError) as err:
+                self.send_error(400, str(err))
+                return
+            with atomic_path(folder / "decisions.json") as tmp:
+                tmp.write_text(json.dumps(data, indent=1))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    return ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))
+
+
+def _check_decisions(data, where: str) -> None:
+    if not isinstance(data, dict) or any(v not in ("accept", "reject") for v in data.values()):
+        raise FreePropInputError(f"{where}: decisions must map sample ids to 'accept' or 'reject'")
+
+
+def read_decisions(path: str | Path) -> dict[str, bool]:
+    """`{sample_id: True (accept) / False (reject)}` from a decisions file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FreePropInputError(f"{path}: no decisions file; save one from the review page first")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FreePropInputError(f"{path}: not valid JSON ({err.msg})") from None
+    _check_decisions(data, str(path))
+    return {k: v == "accept" for k, v in data.items()}
+
+
+# --- 2. fine-tune VACE on accepted removals ------------------------------------------------------------
+
+
+def finetune_vace(
+    pipe,
+    dataset: str | Path,
+    decisions: dict[str, bool],
+    output: str | Path,
+    steps: int = 1000,
+    lr: float = 1e-4,
+    rank: int = 64,
+    shift: float = 5.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """LoRA-fine-tune `pipe.transformer` (a `WanVACEPipeline`) on accepted removals; save it to `output`."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import WanVACEPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from freeprop.codecs import WanVAECodec
+    from freeprop.data.pairs import PairDataset
+    from freeprop.training.losses import add_noise, sample_sigmas, training_sigmas
+    from freeprop.video import to_tensor
+
+    pairs = PairDataset(dataset, tasks=("removal",))
+    accepted = [i for i, row in enumerate(pairs.rows) if decisions.get(row["sample_id"])]
+    if not accepted:
+        raise FreePropInputError("no accepted removal pairs in the decisions; accept some on the review page")
+    device, generator = pipe.transformer.device, torch.Generator().manual_seed(seed)
+    codec = WanVAECodec(pipe.vae)
+
+    # 1. Conditions and targets once (VACE's own preprocessing), cached in memory.
+    examples = []
+    with torch.no_grad():
+        for index in accepted:
+            pair = pairs[index]
+            f, h, w = pair.source.shape[:3]
+            mask = pair.mask if pair.mask is not None else np.zeros((f, h, w), np.uint8)
+            video, vmask, refs = pipe.preprocess_conditions(
+                [Image.fromarray(x) for x in pair.source], [Image.fromarray(m) for m in mask], None, 1, h, w, f,
+                torch.float32, device,
+            )  # fmt: skip
+            cond = torch.cat([pipe.prepare_video_latents(video, vmask, refs, generator, device),
+                              pipe.prepare_masks(vmask, refs, generator)], dim=1)  # fmt: skip
+            text, _ = pipe.encode_prompt(
+                pair.target_caption or pair.instruction, do_classifier_free_guidance=False, device=device
+            )
+            target = codec.encode(to_tensor(pair.target)[None])
+            examples.append((cond, text, target))
+
+    # 2. LoRA on the attention projections (peft through diffusers), AdamW.
+    transformer = pipe.transformer
+    transformer.requires_grad_(False)
+    transformer.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    sigmas = training_sigmas(shift)
+    scale = torch.ones(len(transformer.config.vace_layers), device=device)
+    losses = []
+    transformer.train()
+    for step in tqdm(range(steps), desc="finetune VACE", disable=not progress):
+        cond, text, x0 = examples[step % len(examples)]
+        sigma = sample_sigmas(1, sigmas, "uniform", generator)
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        x_t, v = add_noise(x0, noise, sigma.to(x0))
+        dtype = transformer.dtype
+        pred = transformer(
+            hidden_states=x_t.to(dtype), timestep=(sigma * 1000).to(device), encoder_hidden_states=text.to(dtype),
+            control_hidden_states=cond.to(dtype), control_hidden_states_scale=scale.to(dtype), return_dict=False,
+        )[0]  # fmt: skip
+        loss = F.mse_loss(pred.float(), v.float())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    transformer.eval()
+
+    # 3. A diffusers LoRA folder (`load_lora_weights` reads it back).
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    WanVACEPipeline.save_lora_weights(output, transformer_lora_layers=get_peft_model_state_dict(transformer))
+    summary = {"accepted": len(accepted), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
+    with atomic_path(output / "finetune_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,91 @@
+import json
+
+from freeprop.cli import main
+from freeprop.data.synthetic import write_synthetic
+from freeprop.video import write_video
+from tests.conftest import moving_pattern
+
+
+def test_build_checks_models_before_running_and_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    write_video(tmp_path / "videos" / "a.mp4", moving_pattern(20, 32, 32))
+    config = tmp_path / "build.yaml"
+    config.write_text(
+        f"output: {tmp_path / 'out'}\nlocal:\n  sources: {tmp_path / 'videos'}\nmodels:\n  vlm: stub:x\n  device: cpu\n"
+    )
+    assert main(["data", "build", str(config)]) == 2  # the default detector is not in any cache here
+    assert main(["data", "build", str(config), "local.nope=1"]) == 2
+    assert main(["data", "build", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["data", "build", str(config), "local.sources=" + str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("freeprop: error:") for line in err)
+    assert (
+        "models.detector: IDEA-Research/grounding-dino-base is not a local path nor in the Hugging Face cache"
+        in err[0]
+    )
+    assert "unknown config key(s) local.nope" in err[1]
+    assert not (tmp_path / "out" / "shard-000000.tar").exists()
+
+
+def test_inspect_prints_statistics_and_writes_a_contact_sheet(tmp_path, capsys):
+    write_synthetic(tmp_path / "pairs", {"train": 4}, frames=5, height=32, width=32, progress=False)
+    assert (
+        main(
+            [
+                "data",
+                "inspect",
+                str(tmp_path / "pairs"),
+                "--contact-sheet",
+                str(tmp_path / "sheet.png"),
+                "--count",
+                "3",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    stats = json.loads(out[: out.rindex("}") + 1])
+    assert stats["samples"] == 4 and stats["status"] == {"ok": 4} and sum(stats["track/task"].values()) == 4
+    from freeprop.video import read_image
+
+    assert read_image(tmp_path / "sheet.png").shape == (3 * 96, 4 * 96, 3)  # 3 pairs × 4 tiles
+    assert main(["data", "inspect", str(tmp_path / "nothing")]) == 2
+
+
+def test_review_writes_the_page(tmp_path, capsys):
+    write_synthetic(tmp_path / "pairs", {"train": 4}, frames=5, height=32, width=32, progress=False)
+    assert main(["data", "review", str(tmp_path / "pairs"), "-o", str(tmp_path / "review")]) == 0
+    assert (tmp_path / "review" / "index.html").read_text().count(
+        "class=card"
+    ) == 1  # tasks cycle: one removal
+    assert (
+        main(
+            [
+                "data",
+                "finetune-vace",
+                str(tmp_path / "pairs"),
+                "--decisions",
+                str(tmp_path / "no.json"),
+                "-o",
+                str(tmp_path / "l"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_source_lists_with_captions(tmp_path):
+    from freeprop.data.build import BuildConfig, LocalTrack, make_samples
+
+    (tmp_path / "v").mkdir()
+    write_video(tmp_path / "v" / "a.mp4", moving_pattern(5, 16, 16))
+    (tmp_path / "list.csv").write_text("path,caption\nv/a.mp4,a red ball\n# skipped\n")
+    samples = make_samples(
+        BuildConfig(output=str(tmp_path / "o"), local=LocalTrack(sources=str(tmp_path / "list.csv")))
+    )
+    assert [(s["task"], s["caption_in"]) for s in samples] == [
+        ("swap", "a red ball"),
+        ("removal", "a red ball"),
+    ]
+    assert samples[0]["source"] == str(tmp_path / "v" / "a.mp4") and samples[0]["work"] == samples[1]["work"]
+    assert samples[0]["sample_id"] != samples[1]["sample_id"]

@@ -1,0 +1,80 @@
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from freeprop.data.curation import finetune_vace, make_review_server, read_decisions, write_review
+from freeprop.data.pairs import PairWriter
+from freeprop.data.synthetic import make_pair
+from freeprop.errors import FreePropInputError
+from tests.data.conftest import build_tiny_vace
+
+
+@pytest.fixture(scope="module")
+def removals(tmp_path_factory):
+    root = tmp_path_factory.mktemp("removals")
+    with PairWriter(root) as writer:
+        for seed in range(2):
+            writer.add(make_pair(seed, "train", "removal", frames=9, height=32, width=32))
+        writer.add(make_pair(5, "train", "swap", frames=9, height=32, width=32))
+    return root
+
+
+def test_review_page_and_decisions_round_trip(removals, tmp_path):
+    page = write_review(removals, tmp_path / "review")
+    text = page.read_text()
+    assert text.count("class=card") == 2 and "swap" not in text.split("<div class=card")[1]
+    assert len(list((tmp_path / "review" / "clips").glob("*.gif"))) == 2
+    ids = [line.split('data-id="')[1].split('"')[0] for line in text.split("<div class=card")[1:]]
+
+    server = make_review_server(tmp_path / "review", port=0)
+    assert server.server_address[0] == "127.0.0.1"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        body = json.dumps({ids[0]: "accept", ids[1]: "reject"}).encode()
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{url}/decisions", data=body, method="POST")
+        ) as r:
+            assert r.status == 204
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            urllib.request.urlopen(
+                urllib.request.Request(f"{url}/decisions", data=b'{"x": "maybe"}', method="POST")
+            )
+        with urllib.request.urlopen(f"{url}/index.html") as r:
+            assert b"Save decisions" in r.read()
+    finally:
+        server.shutdown()
+    assert read_decisions(tmp_path / "review" / "decisions.json") == {ids[0]: True, ids[1]: False}
+    (tmp_path / "bad.json").write_text('{"a": "yes"}')
+    with pytest.raises(FreePropInputError, match="'accept' or 'reject'"):
+        read_decisions(tmp_path / "bad.json")
+
+
+def test_finetune_vace_on_accepted_removals_and_load_the_lora(removals, tmp_path):
+    from freeprop.data.pairs import PairDataset
+
+    ids = [r["sample_id"] for r in PairDataset(removals, tasks=("removal",)).rows]
+    pipe = build_tiny_vace()
+    summary = finetune_vace(pipe, removals, {ids[0]: True, ids[1]: False}, tmp_path / "lora", steps=4, lr=1e-2,
+                            rank=4, progress=False)  # fmt: skip
+    assert summary["accepted"] == 1 and np.isfinite(summary["last_loss"])
+    assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").is_file()
+
+    def run(p):
+        video = [np.full((32, 32, 3), 128, np.uint8)] * 9
+        from PIL import Image
+
+        return p(video=[Image.fromarray(v) for v in video], prompt="grass", height=32, width=32, num_frames=9,
+                 num_inference_steps=2, guidance_scale=1.0, generator=torch.Generator().manual_seed(0)).frames[0]  # fmt: skip
+
+    fresh = build_tiny_vace()
+    before = run(fresh)
+    fresh.load_lora_weights(str(tmp_path / "lora"))
+    assert np.abs(run(fresh) - before).max() > 1e-4  # the fine-tune changes VACE's output
+    with pytest.raises(FreePropInputError, match="no accepted removal pairs"):
+        finetune_vace(build_tiny_vace(), removals, {}, tmp_path / "none", steps=1, progress=False)

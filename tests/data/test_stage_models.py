@@ -1,0 +1,117 @@
+"""Model stages on tiny real transformers models (random weights, built from their config classes)."""
+
+import numpy as np
+import pytest
+import torch
+
+from freeprop.data.stages.base import new_sample, run_stage
+from freeprop.data.stages.global_track import Depth, DepthAnythingV2, i2v_size, normalize_depth
+from freeprop.data.stages.grounding import GroundAndTrack, GroundingDinoDetector
+from freeprop.data.stages.media import load_masks, load_video, save_video
+from tests.conftest import moving_pattern
+from tests.data.conftest import DiscTracker
+
+
+@pytest.fixture(scope="module")
+def tiny_grounding_dino(tmp_path_factory):
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,  # fmt: skip
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    folder = tmp_path_factory.mktemp("gdino")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "ball", "cup", "dog", "red"]
+    (folder / "vocab.txt").write_text("\n".join(words))
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 192, "longest_edge": 256}),
+        tokenizer=BertTokenizer(str(folder / "vocab.txt")),
+    )
+    swin = SwinConfig(window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=192,
+                      out_features=["stage2", "stage3", "stage4"], out_indices=[2, 3, 4])  # fmt: skip
+    text = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
+            "max_position_embeddings": 16, "model_type": "bert", "vocab_size": len(words)}  # fmt: skip
+    torch.manual_seed(0)
+    config = GroundingDinoConfig(d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
+                                 decoder_attention_heads=4, encoder_ffn_dim=8, decoder_ffn_dim=8, num_queries=5,
+                                 num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, use_timm_backbone=False,
+                                 backbone_config=swin, max_text_len=8, text_config=text)  # fmt: skip
+    return GroundingDinoForObjectDetection(config).eval(), processor
+
+
+def test_grounding_dino_detector_on_the_real_classes(tiny_grounding_dino):
+    model, processor = tiny_grounding_dino
+    image = moving_pattern(1, 48, 64)[0]
+    found = GroundingDinoDetector(model, processor, box_threshold=0.0, text_threshold=0.0).detect(
+        image, "Ball"
+    )
+    (x0, y0, x1, y1), score = found
+    assert 0 <= score <= 1 and -1 <= x0 <= x1 <= 65 and -1 <= y0 <= y1 <= 49  # pixel xyxy in the frame
+    assert GroundingDinoDetector(model, processor, box_threshold=1.01).detect(image, "ball") is None
+
+
+def test_ground_and_track_stage(tiny_grounding_dino, tmp_path):
+    model, processor = tiny_grounding_dino
+    source = tmp_path / "src.mp4"
+    save_video(source, moving_pattern(5, 32, 32), 16)
+    sample = new_sample(sample_id="s", track="local", task="swap", source_video=str(source), object="ball",
+                        work=str(tmp_path / "w"))  # fmt: skip
+    stage = GroundAndTrack(GroundingDinoDetector(model, processor, 0.0, 0.0), DiscTracker())
+    out = run_stage(stage, sample)
+    assert out["status"] == "pending" and load_masks(out["masks"]).shape == (5, 32, 32)
+    assert (tmp_path / "w" / "box.json").is_file()  # cached for resume
+    lost = GroundAndTrack(GroundingDinoDetector(model, processor, 1.01), DiscTracker())
+    failed = run_stage(lost, sample | {"work": str(tmp_path / "w2")})
+    assert failed["status"] == "failed" and "not found on frame 0" in failed["error"]
+
+    class Everything(DiscTracker):
+        def track(self, frames, box):
+            return np.ones(frames.shape[:3], bool)
+
+    big = run_stage(GroundAndTrack(GroundingDinoDetector(model, processor, 0.0, 0.0), Everything()),
+                    sample | {"work": str(tmp_path / "w3")})  # fmt: skip
+    assert big["status"] == "filtered" and "covers more than 90%" in big["error"]
+
+
+def test_depth_anything_v2_stage_with_one_range_per_video(tmp_path):
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                            image_size=28, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)  # fmt: skip
+    model = DepthAnythingForDepthEstimation(DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=8, reassemble_hidden_size=32,
+                                                                neck_hidden_sizes=[8, 8, 8, 8], head_hidden_size=8)).eval()  # fmt: skip
+    processor = DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False)
+    estimator = DepthAnythingV2(model, processor)
+    frames = moving_pattern(4, 32, 40)
+    depth = estimator(frames)
+    assert depth.shape == (4, 32, 40) and np.isfinite(depth).all()
+    source = tmp_path / "s.mp4"
+    save_video(source, frames, 16)
+    out = run_stage(Depth(estimator), new_sample(sample_id="g", track="global", task="stylization",
+                                                 source_video=str(source), fps="16", work=str(tmp_path / "w")))  # fmt: skip
+    assert out["status"] == "pending" and load_video(out["depth_video"]).shape == (4, 32, 40, 3)
+
+
+def test_depth_normalisation_uses_one_range_for_the_whole_video():
+    depth = np.stack(
+        [np.full((2, 2), 1.0), np.full((2, 2), 3.0)]
+    )  # per-frame normalisation would make both 0
+    video = normalize_depth(depth, 0, 100)
+    assert video[0].max() == 0 and video[1].min() == 255 and video.shape == (2, 2, 2, 3)
+
+
+def test_i2v_sizing_matches_diffusers_example():
+    assert i2v_size(720, 1280) == (720, 1280)
+    assert i2v_size(1000, 1000) == (960, 960)  # area ≈ 720·1280, multiples of 16
+    h, w = i2v_size(1280, 720)
+    assert (h, w) == (1280, 720)
