@@ -115,3 +115,17 @@ def test_i2v_sizing_matches_diffusers_example():
     assert i2v_size(1000, 1000) == (960, 960)  # area ≈ 720·1280, multiples of 16
     h, w = i2v_size(1280, 720)
     assert (h, w) == (1280, 720)
+
+
+def test_vlm_stage_on_the_real_qwen_class_records_unusable_replies(tiny_qwen_vl, tmp_path):
+    from freeprop.data.stages.vlm_stages import IdentifyObject
+    from freeprop.vlm import QwenVL
+
+    model, processor = tiny_qwen_vl
+    source = tmp_path / "src.mp4"
+    save_video(source, np.kron(moving_pattern(3, 8, 8), np.ones((1, 7, 7, 1), np.uint8)), 16)  # 56×56 frames
+    stage = IdentifyObject(vlm=QwenVL(model, processor, max_new_tokens=4), retries=2)
+    out = run_stage(stage, new_sample(sample_id="q", track="local", task="swap", source_video=str(source),
+                                      work=str(tmp_path / "w")))  # fmt: skip
+    assert out["status"] == "failed" and out["stage"] == "identify_object"
+    assert "no valid JSON with ['Object'] after 2 tries" in out["error"]  # random weights never answer JSON
