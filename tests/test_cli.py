@@ -18,7 +18,9 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     assert "presets" in out and "heads" in out
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"demo", "edit", "presets", "heads", "train", "data"}
+    assert set(commands) == {"demo", "edit", "presets", "heads", "train", "data", "eval"}
+    data = commands["data"]._subparsers._group_actions[0].choices
+    assert set(data) == {"synth", "build", "inspect", "review", "finetune-vace"}
 
 
 def test_sample_clips_are_bundled():
