@@ -48,7 +48,7 @@ def config(root, **changes) -> BuildConfig:
     cfg = BuildConfig(
         output=str(root / "out"),
         local=LocalTrack(sources=str(root / "videos"), frames=9, fps=16, height=32, width=32),
-        stylization=GlobalTrack(pairs=str(root / "style_pairs.csv"), frames=9, max_area=32 * 32),
+        stylization=GlobalTrack(pairs=str(root / "style_pairs.csv"), frames=9, max_area=32 * 32, min_side=16),
         models=Models(device="cpu", dtype="float32"),
         synthesis=Synthesis(steps=2, erode_px=40, dilate_px=40),  # ≈ 2 px at 32 px frames
         execution=Execution(shard_size=2),
@@ -137,3 +137,13 @@ def test_dedup_drops_a_second_identical_source(inputs, tiny_vace, tiny_i2v):
 def test_nothing_to_build_is_a_clear_error(tmp_path):
     with pytest.raises(FreePropInputError, match="nothing to build"):
         run_build(BuildConfig(output=str(tmp_path / "o")), progress=False)
+
+
+def test_small_style_images_and_unknown_stage_names_are_reported(inputs, tiny_vace, tiny_i2v):
+    cfg = config(inputs, local=LocalTrack(), stylization=replace(config(inputs).stylization, min_side=64))
+    summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v), progress=False)
+    assert summary.failed == {("cinematic_caption", "StageError"): 1}
+    assert "content image 40x40 is smaller than 64 px" in read_index(inputs / "out").to_pylist()[0]["error"]
+    bad = config(inputs, output=str(inputs / "o2"), execution=Execution(stage_workers={"vace_typo": 2}))
+    with pytest.raises(FreePropInputError, match="unknown stage"):
+        run_build(bad, injected=injected(tiny_vace, tiny_i2v), progress=False)

@@ -58,6 +58,7 @@ class GlobalTrack:
     frames: int = 81
     fps: float = 16.0
     max_area: int = 720 * 1280
+    min_side: int = 256  # content / style images smaller than this are recorded as failed
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class Execution:
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     stage_workers: dict = field(default_factory=dict)  # ray: actors per stage name, e.g. {vace: 8}
+    stage_batch_sizes: dict = field(
+        default_factory=dict
+    )  # ray: rows per batch per stage name, e.g. {standardize: 8}
     shard_size: int = 64
 
 
@@ -229,7 +233,7 @@ def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
             s.max_coverage,
             **dev,
         ),  # fmt: skip
-        vlm_stages.CinematicCaption(**vlm),
+        vlm_stages.CinematicCaption(**vlm, min_side=cfg.stylization.min_side),
         global_track.ImageToVideo(
             inj.get("i2v", m.i2v),
             cfg.stylization.frames,
@@ -258,8 +262,16 @@ def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
         stages.append(vlm_stages.QualityFilter(**vlm))
     if q.verify:
         stages.append(vlm_stages.Verify(**vlm))
+    unknown = (set(cfg.execution.stage_workers) | set(cfg.execution.stage_batch_sizes)) - {
+        st.name for st in stages
+    }
+    if unknown:
+        raise FreePropInputError(
+            f"execution.stage_workers / stage_batch_sizes: unknown stage(s) {sorted(unknown)}"
+        )
     for stage in stages:
         stage.workers = int(cfg.execution.stage_workers.get(stage.name, stage.workers))
+        stage.batch_size = int(cfg.execution.stage_batch_sizes.get(stage.name, stage.batch_size))
     return stages
 
 

@@ -17,7 +17,7 @@ does not ask again.
 from __future__ import annotations
 
 from freeprop.data import prompts
-from freeprop.data.stages.base import Resources, SampleFiltered, Stage
+from freeprop.data.stages.base import Resources, SampleFiltered, Stage, StageError
 from freeprop.data.stages.media import key_frames, load_image, load_video
 from freeprop.vlm import ask_json, make_vlm
 
@@ -142,14 +142,22 @@ class Verify(VLMStage):
 
 class CinematicCaption(VLMStage):
     name = "cinematic_caption"
-    requires = ("content_image",)
+    requires = ("content_image", "style_image")
     provides = ("cinematic_caption",)
     tracks = ("global",)
 
+    def __init__(self, *args, min_side: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.min_side = min_side
+
     def process(self, sample):
-        reply = self.ask(
-            sample, "cinematic_caption", [load_image(sample["content_image"])], "CINEMATIC_CAPTION"
-        )
+        content, style = load_image(sample["content_image"]), load_image(sample["style_image"])
+        for name, image in (("content", content), ("style", style)):
+            if min(image.shape[:2]) < self.min_side:
+                raise StageError(
+                    f"{name} image {image.shape[1]}x{image.shape[0]} is smaller than {self.min_side} px"
+                )
+        reply = self.ask(sample, "cinematic_caption", [content], "CINEMATIC_CAPTION")
         return sample | {"cinematic_caption": reply["Caption"].strip()}
 
 
