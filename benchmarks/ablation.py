@@ -1,8 +1,15 @@
 """The paper's ablation (Table 3) in miniature, on the synthetic test split, with anchors.
 
-    freeprop data synth data/synth
-    for v in full ast_rope baseline; do
-      freeprop train configs/small.yaml loss.variant=$v max_steps=300 save_every=1000 output_dir=runs/abl-$v
+The paper ablates fine-tunes of one pretrained model (Fun-Control), so the arms here start from one
+shared point too: the bundled run's FM-only checkpoint at step 700 (before its distillation starts),
+with the AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then
+fine-tunes for the same steps, data and seed:
+
+    python benchmarks/ablation.py --make-base runs/keep/step-0000700/trainable.safetensors runs/abl-base.safetensors
+    for v in baseline ast_rope full; do
+      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl-base.safetensors max_steps=200 \
+          optim.lr=3e-4 optim.warmup_steps=20 loss.distill_start_step=0 loss.distill_warmup_steps=50 \
+          save_every=1000 output_dir=runs/abl-$v
     done
     python benchmarks/ablation.py --runs runs/abl-baseline runs/abl-ast_rope runs/abl-full --bundled
 
@@ -59,6 +66,18 @@ def model_method(path: str, steps: int):
     )
 
 
+def make_base(checkpoint: str, out: str) -> None:
+    """The arms' shared start: `checkpoint` (full weights) with the AlphaPredictor's output heads zeroed."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(checkpoint)
+    heads = [k for k in state if k.startswith("alpha_predictor.head_")]
+    for key in heads:
+        state[key] = torch.zeros_like(state[key])
+    save_file(state, out)
+    print(f"wrote {out} ({len(state)} tensors; zeroed {', '.join(heads)})")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,7 +88,13 @@ def main():
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument(
+        "--make-base", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write the arms' start and exit"
+    )
     args = parser.parse_args()
+    if args.make_base:
+        make_base(*args.make_base)
+        return
 
     dataset = PairDataset(args.data, split="test")
     methods = {
