@@ -114,24 +114,42 @@ def test_loss_decreases_on_a_fixed_batch(pairs, tmp_path):
     assert after < 0.85 * before, (before, after)  # deterministic: 1.73 → ~1.3 here
 
 
-def test_resume_is_exact(pairs, tmp_path):
-    straight = train(tiny_config(pairs, tmp_path / "a", "max_steps=4"))
+@pytest.mark.parametrize("teacher", ["self", "snapshot"])
+def test_resume_is_exact(pairs, tmp_path, teacher):
+    extra = ("max_steps=4", f"loss.teacher={teacher}", "loss.distill_start_step=1")
+    straight = train(tiny_config(pairs, tmp_path / "a", *extra))
     assert straight["steps"] == 4
     killed = train(
-        tiny_config(pairs, tmp_path / "b", "max_steps=4"),  # SIGTERM after step 2
+        tiny_config(pairs, tmp_path / "b", *extra),  # SIGTERM after step 2
         on_step=lambda t: t.step == 2 and os.kill(os.getpid(), signal.SIGTERM),
     )
     assert killed["status"] == "interrupted" and killed["steps"] == 2
-    resumed = train(tiny_config(pairs, tmp_path / "b", "max_steps=4"), resume=True)
+    assert (tmp_path / "b" / "checkpoints" / "step-0000002" / "teacher.safetensors").is_file() == (
+        teacher == "snapshot"
+    )
+    resumed = train(tiny_config(pairs, tmp_path / "b", *extra), resume=True)
     assert resumed["steps"] == 4
     a = load_file(tmp_path / "a" / "checkpoints" / "step-0000004" / "trainable.safetensors")
     b = load_file(tmp_path / "b" / "checkpoints" / "step-0000004" / "trainable.safetensors")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert (
-        train(tiny_config(pairs, tmp_path / "b", "max_steps=4"), resume=True)["status"] == "already finished"
+    assert train(tiny_config(pairs, tmp_path / "b", *extra), resume=True)["status"] == "already finished"
+
+
+def test_snapshot_teacher_is_frozen_at_the_first_distillation_step(pairs, tmp_path):
+    trainer = Trainer(
+        tiny_config(pairs, tmp_path, "loss.teacher=snapshot", "loss.distill_start_step=1", "max_steps=3")
     )
+    trainer.train()
+    teacher, student = trainer.teacher_model, trainer.accelerator.unwrap_model(trainer.model)
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    changed = [
+        n
+        for n, p in student.named_parameters()
+        if p.requires_grad and not torch.equal(p, dict(teacher.named_parameters())[n])
+    ]
+    assert changed  # the student moved on after the snapshot (steps 2 and 3); the teacher did not
 
 
 def test_sigterm_saves_and_stops(pairs, tmp_path):

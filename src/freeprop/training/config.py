@@ -76,6 +76,11 @@ class LossConfig:
     # From-scratch runs (the bundled CPU model): the paper distils from a *pretrained* teacher, so a
     # random network first learns FFP with L_FM alone for `distill_start_step` steps, then λ_motion and
     # λ_MMD ramp in linearly over `distill_warmup_steps` (a random teacher collapses the features).
+    # The teacher: "self" — the network being trained, run on identity propagation (the paper's
+    # wording; with LoRA on a pretrained model); "snapshot" — a frozen copy taken when distillation
+    # starts. Full fine-tunes need "snapshot": a self-teacher lets student and teacher collapse their
+    # features together (measured on the small preset: FM 0.035 → 1.1 within 75 steps, motion → 0).
+    teacher: str = "self"
     distill_start_step: int = 0
     distill_warmup_steps: int = 0
     timestep_sampling: str = "uniform"  # uniform (over shifted sigmas) | logit_normal
@@ -113,6 +118,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss.variant not in VARIANTS:
             raise FreePropInputError(f"loss.variant must be one of {VARIANTS}, got {self.loss.variant!r}")
+        if self.loss.teacher not in ("self", "snapshot"):
+            raise FreePropInputError(f"loss.teacher must be self or snapshot, got {self.loss.teacher!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise FreePropInputError(
                 f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}"

@@ -21,6 +21,7 @@ progress bar, `metrics.jsonl` and optionally TensorBoard.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -133,6 +134,7 @@ class Trainer:
         if any(not 0 <= b < n_layers for b in self.distill_blocks):
             raise FreePropInputError(f"loss.distill_blocks {self.distill_blocks} outside 0..{n_layers - 1}")
         self.sigmas = training_sigmas(cfg.loss.shift)
+        self.teacher_model = None  # loss.teacher = "snapshot": frozen at the first distillation step
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)  # noise, timesteps, condition dropout
 
     def _setup_data(self, dataset) -> None:
@@ -239,11 +241,13 @@ class Trainer:
         }
         loss = loss_fm
 
-        # 3. Identity-propagation teacher: same network, target as its own source, same x_t and t.
+        # 3. Identity-propagation teacher: target as its own source, same x_t and t; the same network
+        #    (loss.teacher = "self", the paper) or a frozen copy taken when distillation starts ("snapshot").
         if distill:
             teacher_in = build_ffp_input(x_t, x0, first, unwrapped.mask_channels)
+            teacher_net = self._teacher() if cfg.teacher == "snapshot" else model
             with torch.no_grad(), self.accelerator.autocast():
-                teacher = model(
+                teacher = teacher_net(
                     teacher_in, timestep, text_in, image, return_features=blocks, features_only=True
                 )
             f, h, w = self._token_grid(x0)
@@ -257,6 +261,14 @@ class Trainer:
             terms |= {"motion": l_motion.item(), "mmd": l_mmd.item()}
         terms["loss"] = loss.item()
         return StepResult(loss, terms)
+
+    def _teacher(self):
+        """The frozen snapshot teacher, taken from the current weights the first time it is needed."""
+        if self.teacher_model is None:
+            self.teacher_model = (
+                copy.deepcopy(self.accelerator.unwrap_model(self.model)).eval().requires_grad_(False)
+            )
+        return self.teacher_model
 
     def _token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
         p_t, p_h, p_w = self.accelerator.unwrap_model(self.model).config.patch_size
@@ -417,6 +429,11 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
+        if self.teacher_model is not None:  # resume must distil from the same frozen teacher
+            save_file(
+                {k: v.contiguous() for k, v in self.teacher_model.state_dict().items()},
+                str(tmp / "teacher.safetensors"),
+            )
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(self.lr_scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({"torch": torch.get_rng_state(), "generator": self.generator.get_state()}, tmp / "rng.pt")
@@ -450,6 +467,9 @@ class Trainer:
             raise FreePropInputError(f"{path}: checkpoint does not match this config's trainable weights")
         model = self.accelerator.unwrap_model(self.model)
         model.load_state_dict(trained, strict=False)
+        if (path / "teacher.safetensors").is_file():
+            self.teacher_model = copy.deepcopy(model).eval().requires_grad_(False)
+            self.teacher_model.load_state_dict(load_file(str(path / "teacher.safetensors")))
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         self.lr_scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng = torch.load(path / "rng.pt", weights_only=True)
