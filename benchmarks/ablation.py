@@ -9,6 +9,7 @@ fine-tunes for the same steps, data and seed:
     for v in baseline ast_rope full; do
       freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl-base.safetensors max_steps=200 \
           optim.lr=3e-4 optim.warmup_steps=20 loss.distill_start_step=0 loss.distill_warmup_steps=50 loss.teacher=snapshot \
+          loss.lambda_motion=0.5 loss.lambda_mmd=0.1 \
           save_every=1000 output_dir=runs/abl-$v
     done
     python benchmarks/ablation.py --runs runs/abl-baseline runs/abl-ast_rope runs/abl-full --bundled
