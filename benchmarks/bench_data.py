@@ -1,8 +1,8 @@
 """FFP-300K pipeline: CPU-stage throughput, and the Ray executor vs the local one.
 
-    python benchmarks/bench_data.py [--clips 6] [--frames 33] [--height 360 --width 640]
+    python benchmarks/bench_data.py [--clips 6] [--frames 33] [--height 352 --width 640]
 
-Part 1 times the CPU stages on synthetic clips (50 source frames at 30 fps, 1.5× the target size):
+Part 1 times the CPU stages on synthetic clips (66 source frames at 30 fps, 1.5× the target size):
 `standardize` (PyAV decode → 16 fps resample → cover-crop → H.264 encode) and a mask stage (the
 swap erosion and removal mask ∪ bbox of `data/masks.py` on a tracked disc, then the .npz write), in
 frames per second of output. Part 2 runs the same two stages over the same clips with the local
@@ -47,9 +47,9 @@ def make_clips(folder: Path, count: int, height: int, width: int) -> list[Path]:
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
-        base = rng.integers(0, 255, (height // 8 + 12, width // 8 + 12, 3), dtype=np.uint8)
+        base = rng.integers(0, 255, (height // 8 + 10, width // 8 + 18, 3), dtype=np.uint8)  # room for 66 frames of pan
         big = np.kron(base, np.ones((8, 8, 1), np.uint8))
-        frames = np.stack([big[t : t + height, 2 * t : 2 * t + width] for t in range(50)])
+        frames = np.stack([big[t : t + height, 2 * t : 2 * t + width] for t in range(66)])
         paths.append(write_video(folder / f"clip{i}.mp4", frames, fps=30))
     return paths
 
@@ -65,7 +65,7 @@ def main() -> None:
     )
     parser.add_argument("--clips", type=int, default=6)
     parser.add_argument("--frames", type=int, default=33)
-    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--height", type=int, default=352)
     parser.add_argument("--width", type=int, default=640)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-data-"))
