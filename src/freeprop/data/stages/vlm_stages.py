@@ -100,44 +100,35 @@ class DiscriminateTask(VLMStage):
         return sample | {"final_task": task}
 
 
-class QualityFilter(VLMStage):
-    name = "quality_filter"
+class _YesNoCheck(VLMStage):
+    """A yes/no VLM verdict on key frames of the source then the edit; "no" filters the sample."""
+
     requires = ("edited_video", "instruction")
-    provides = ("quality",)
+    prompt_name, key, cache = "", "", ""
 
     def process(self, sample):
         source = sample["source_video"]
-        images = (key_frames(load_video(source)) if source else []) + key_frames(
-            load_video(sample["edited_video"])
-        )
-        verdict = self.ask(
-            sample, f"quality-{sample['task']}", images, "QUALITY_FILTER", edit=sample["instruction"]
-        )["Pass"]
+        images = key_frames(load_video(source)) if source else []
+        images += key_frames(load_video(sample["edited_video"]))
+        fields = dict(edit=sample["instruction"], instruction=sample["instruction"])
+        verdict = self.ask(sample, f"{self.cache}-{sample['task']}", images, self.prompt_name, **fields)[
+            self.key
+        ]
         if verdict.strip().lower() != "yes":
-            raise SampleFiltered("quality filter: no")
-        return sample | {"quality": "yes"}
+            raise SampleFiltered(f"{self.name}: no")
+        return sample | {self.provides[0]: "yes"}
 
 
-class Verify(VLMStage):
+class QualityFilter(_YesNoCheck):
+    name = "quality_filter"
+    provides = ("quality",)
+    prompt_name, key, cache = "QUALITY_FILTER", "Pass", "quality"
+
+
+class Verify(_YesNoCheck):
     name = "verify"
-    requires = ("edited_video", "instruction")
     provides = ("verified",)
-
-    def process(self, sample):
-        source = sample["source_video"]
-        images = (key_frames(load_video(source)) if source else []) + key_frames(
-            load_video(sample["edited_video"])
-        )
-        verdict = self.ask(
-            sample,
-            f"verify-{sample['task']}",
-            images,
-            "SEMANTIC_VERIFICATION",
-            instruction=sample["instruction"],
-        )
-        if verdict["Match"].strip().lower() != "yes":
-            raise SampleFiltered("semantic verification: no")
-        return sample | {"verified": "yes"}
+    prompt_name, key, cache = "SEMANTIC_VERIFICATION", "Match", "verify"
 
 
 class CinematicCaption(VLMStage):
