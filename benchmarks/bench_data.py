@@ -47,7 +47,9 @@ def make_clips(folder: Path, count: int, height: int, width: int) -> list[Path]:
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
-        base = rng.integers(0, 255, (height // 8 + 10, width // 8 + 18, 3), dtype=np.uint8)  # room for 66 frames of pan
+        base = rng.integers(
+            0, 255, (height // 8 + 10, width // 8 + 18, 3), dtype=np.uint8
+        )  # room for 66 frames of pan
         big = np.kron(base, np.ones((8, 8, 1), np.uint8))
         frames = np.stack([big[t : t + height, 2 * t : 2 * t + width] for t in range(66)])
         paths.append(write_video(folder / f"clip{i}.mp4", frames, fps=30))

@@ -19,8 +19,12 @@ from freeprop import FreePropPipeline
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("run")
-parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored weights (fp16 halves the size)")
-parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small"))
+parser.add_argument(
+    "--dtype", choices=["fp16", "fp32"], default="fp16", help="stored weights (fp16 halves the size)"
+)
+parser.add_argument(
+    "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
+)
 args = parser.parse_args()
 
 run, out = Path(args.run), Path(args.out)
