@@ -82,6 +82,12 @@ def codec_for(channels: int, vae: str | None = None):
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    """--device / --dtype, read by `_device_and_dtype`."""
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    p.add_argument("--dtype", choices=list(DTYPES), help="weights dtype (default: bf16 on cuda, fp32 on cpu)")
+
+
 def _device_and_dtype(device: str | None, dtype: str | None):
     import torch
 
@@ -485,8 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scheduler", choices=["unipc", "euler"], default="unipc", help="flow-matching sampler")
     p.add_argument("--shift", type=float, help="flow shift (Wan: 3.0 at 480p, 5.0 at 720p; default 3.0)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
-    p.add_argument("--dtype", choices=list(DTYPES), help="weights dtype (default: bf16 on cuda, fp32 on cpu)")
+    _add_device_options(p)
     p.add_argument("--attention-backend", help="diffusers attention backend, e.g. flash, _native_cudnn, sage")
     p.add_argument(
         "--method",
@@ -589,8 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30, help="denoising steps for FreeProp (default 30)")
     p.add_argument("--frames", type=int, help="only the first N frames of each source (default all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--dtype", choices=list(DTYPES), help="model dtype (default: bf16 on cuda, fp32 on cpu)")
+    _add_device_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = data_sub.add_parser(
@@ -634,8 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--rank", type=int, default=64)
-    p.add_argument("--device", help="cpu, cuda, … (default: cuda if available)")
-    p.add_argument("--dtype", choices=list(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
+    _add_device_options(p)
     p.set_defaults(func=cmd_data_finetune_vace)
 
     p = data_sub.add_parser("inspect", help="statistics of a pair dataset and a contact sheet of pairs")

@@ -292,14 +292,49 @@ def pair_hashes(source: np.ndarray, target: np.ndarray) -> list[int]:
     return [dhash(source[i]) for i in picks] + [dhash(target[i]) for i in picks]
 
 
-def is_duplicate(hashes: list[int], seen: dict[str, list[int]], bits: int, sample_id: str = "") -> bool:
-    """True if an *other* committed pair is within `bits` on every hashed frame."""
-    return any(
-        sid != sample_id
-        and len(h) == len(hashes)
-        and all(bin(a ^ b).count("1") <= bits for a, b in zip(h, hashes))
-        for sid, h in seen.items()
-    )
+class DedupIndex:
+    """Near-duplicate lookup over the pairs already written, kept in an append-only log for resume.
+
+    Two pairs are duplicates when every hashed frame is within `bits` (Hamming). Candidates come
+    from the first frame's hash cut into `bits + 1` bands: hashes within `bits` of each other agree
+    exactly on at least one band (pigeonhole), so a lookup compares a handful of pairs, not all.
+    """
+
+    def __init__(self, path: Path, bits: int):
+        self.bits, self.hashes, self.bands = bits, {}, {}
+        edges = np.linspace(0, 64, bits + 2).astype(int)
+        self.spans = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    self._index(entry["id"], entry["h"])
+        self.log = path.open("a")
+
+    def _keys(self, first: int) -> list[tuple[int, int]]:
+        return [(band, (first >> lo) & ((1 << (hi - lo)) - 1)) for band, (lo, hi) in enumerate(self.spans)]
+
+    def _index(self, sample_id: str, hashes: list[int]) -> None:
+        self.hashes[sample_id] = hashes
+        for key in self._keys(hashes[0]):
+            self.bands.setdefault(key, set()).add(sample_id)
+
+    def is_duplicate(self, sample_id: str, hashes: list[int]) -> bool:
+        """True if an *other* written pair is within `bits` on every hashed frame."""
+        candidates = set().union(*(self.bands.get(key, ()) for key in self._keys(hashes[0]))) - {sample_id}
+        return any(
+            len(self.hashes[c]) == len(hashes)
+            and all(bin(a ^ b).count("1") <= self.bits for a, b in zip(self.hashes[c], hashes))
+            for c in candidates
+        )
+
+    def add(self, sample_id: str, hashes: list[int]) -> None:
+        self._index(sample_id, hashes)
+        self.log.write(json.dumps({"id": sample_id, "h": hashes}) + "\n")
+        self.log.flush()
+
+    def close(self) -> None:
+        self.log.close()
 
 
 def to_pair(sample: dict[str, str]):
@@ -367,7 +402,6 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
     samples = make_samples(cfg)
     summary = BuildSummary()
     stages = build_stages(cfg, injected)
-    hashes_path = output / "dedup_hashes.jsonl"  # append-only: {"id", "h"} per pair handed to the writer
     with PairWriter(output, shard_size=cfg.execution.shard_size) as writer:
         todo = [s for s in samples if s["sample_id"] not in writer.done]
         summary.skipped = len(samples) - len(todo)
@@ -375,52 +409,48 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
         for stage in stages:  # missing models: one clear error before any sample runs
             if any(stage.applies(sample) for sample in todo):
                 stage.check()
-        seen = {}
-        if hashes_path.is_file():
-            for line in hashes_path.read_text().splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    seen[entry["id"]] = entry["h"]
-        hash_log = hashes_path.open("a")
+        dedup = DedupIndex(output / "dedup_hashes.jsonl", cfg.quality.dedup_bits)
         bars = [
             tqdm(total=len(todo), desc=f"{stage.name:18s}", position=i, disable=not progress, leave=True)
             for i, stage in enumerate(stages)
         ]
         executor = make_executor(cfg.execution.executor, cfg.execution.workers, cfg.execution.ray_address,
                                  cfg.execution.ray_num_cpus)  # fmt: skip
-        names = [stage.name for stage in stages]
-        for sample in executor.run(stages, todo):
-            reached = names.index(sample["stage"]) + 1 if sample["status"] != "pending" else len(stages)
-            for bar in bars[:reached]:
-                bar.update(1)
-            if sample["status"] == "pending":  # went through every stage
-                try:
-                    pair = to_pair(sample)
-                    hashes = pair_hashes(pair.source, pair.target)
-                    if cfg.quality.dedup and is_duplicate(
-                        hashes, seen, cfg.quality.dedup_bits, pair.sample_id
-                    ):
+        try:
+            names = [stage.name for stage in stages]
+            for sample in executor.run(stages, todo):
+                reached = names.index(sample["stage"]) + 1 if sample["status"] != "pending" else len(stages)
+                for bar in bars[:reached]:
+                    bar.update(1)
+                if sample["status"] == "pending":  # went through every stage
+                    try:
+                        pair = to_pair(sample)
+                        hashes = pair_hashes(pair.source, pair.target)
+                        if cfg.quality.dedup and dedup.is_duplicate(pair.sample_id, hashes):
+                            sample |= {
+                                "status": "filtered",
+                                "stage": "dedup",
+                                "error": "duplicate: near-identical pair",
+                            }
+                        else:
+                            writer.add(pair)
+                            dedup.add(pair.sample_id, hashes)
+                            summary.ok[(pair.track, pair.task)] += 1
+                            continue
+                    except Exception as err:  # a broken artefact fails this sample only
                         sample |= {
-                            "status": "filtered",
-                            "stage": "dedup",
-                            "error": "duplicate: near-identical pair",
+                            "status": "failed",
+                            "stage": "write",
+                            "error": f"{type(err).__name__}: {err}",
                         }
-                    else:
-                        writer.add(pair)
-                        seen[pair.sample_id] = hashes
-                        hash_log.write(json.dumps({"id": pair.sample_id, "h": hashes}) + "\n")
-                        hash_log.flush()
-                        summary.ok[(pair.track, pair.task)] += 1
-                        continue
-                except Exception as err:  # a broken artefact fails this sample only
-                    sample |= {"status": "failed", "stage": "write", "error": f"{type(err).__name__}: {err}"}
-            counter = summary.failed if sample["status"] == "failed" else summary.filtered
-            counter[(sample["stage"], _reason(sample["error"]))] += 1
-            writer.add_failure(sample["sample_id"], sample["task"], sample["track"],
-                               f"{sample['stage']}: {sample['error']}", sample["split"], sample["status"])  # fmt: skip
-        for bar in bars:
-            bar.close()
-        hash_log.close()
+                counter = summary.failed if sample["status"] == "failed" else summary.filtered
+                counter[(sample["stage"], _reason(sample["error"]))] += 1
+                writer.add_failure(sample["sample_id"], sample["task"], sample["track"],
+                                   f"{sample['stage']}: {sample['error']}", sample["split"], sample["status"])  # fmt: skip
+        finally:
+            for bar in bars:
+                bar.close()
+            dedup.close()
     with atomic_path(output / "build_summary.json") as tmp:
         tmp.write_text(json.dumps(summary.as_dict(), indent=1))
     return summary

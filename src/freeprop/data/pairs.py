@@ -99,7 +99,9 @@ class PairWriter:
     """Write pairs into shards of `shard_size` samples and keep `index.parquet` in step.
 
     Use as a context manager; `done` holds the sample ids already committed (for resuming).
-    Failed samples are recorded with `add_failure` (status "failed", the stage and reason in `error`).
+    Failed samples are recorded with `add_failure` (status "failed", the stage and reason in `error`);
+    their rows reach the index with the next shard commit, every `shard_size` failures, or on close
+    (a killed writer may forget a few failures, which a re-run then retries).
     """
 
     def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = 12):
@@ -111,6 +113,7 @@ class PairWriter:
         for stale in self.root.glob("*.partial"):  # a shard a killed writer left unfinished
             stale.unlink()
         self._pending: list[dict] = []
+        self._unwritten_failures = 0  # failure rows not yet in index.parquet (written with the next shard)
         self._tar: tarfile.TarFile | None = None
         self._shard_index = 1 + max(
             [int(p.stem.split("-")[1]) for p in self.root.glob("shard-*.tar")], default=-1
@@ -171,7 +174,9 @@ class PairWriter:
         )
         self.rows.append(row)
         self.done.add(sample_id)
-        self._write_index()
+        self._unwritten_failures += 1
+        if self._unwritten_failures >= self.shard_size:  # the index is rewritten in batches, not per row
+            self._write_index()
 
     def _commit_shard(self) -> None:
         self._tar.close()
@@ -182,6 +187,7 @@ class PairWriter:
         self._write_index()
 
     def _write_index(self) -> None:
+        self._unwritten_failures = 0
         table = pa.Table.from_pylist(self.rows, schema=pa.schema(INDEX_COLUMNS))
         with atomic_path(self.root / INDEX) as tmp:
             pq.write_table(table, tmp)
@@ -189,6 +195,8 @@ class PairWriter:
     def close(self) -> None:
         if self._tar is not None:
             self._commit_shard()
+        elif self._unwritten_failures:
+            self._write_index()
 
 
 def read_index(root: str | os.PathLike) -> pa.Table:

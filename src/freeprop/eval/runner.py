@@ -276,6 +276,7 @@ def evaluate(
     rows = []
     with state.split_between_processes(bench.cases) as my_cases:
         jobs = [(method, case) for case in my_cases for method in predictions]
+        decoded: tuple[str | None, np.ndarray | None] = (None, None)
         for method, case in tqdm(jobs, desc="eval", disable=not progress or not state.is_local_main_process):
             path = _result_path(out_dir, method, case.case_id)
             if path.is_file():
@@ -290,11 +291,10 @@ def evaluate(
                     raise FreePropInputError(
                         f"no prediction in {predictions[method]} for case {case.case_id}"
                     )
-                source = (
-                    load_frames(case.source)
-                    if not isinstance(case.source, Path) or case.source.is_file()
-                    else None
-                )
+                if decoded[0] != case.case_id:  # jobs are case-major: decode each source once
+                    readable = not isinstance(case.source, Path) or case.source.is_file()
+                    decoded = (case.case_id, load_frames(case.source) if readable else None)
+                source = decoded[1]
                 if source is None and any(m in scorer.metrics for m in ("vlm", "motion", "warp")):
                     raise FreePropInputError(f"source video {case.source} not found")
                 row |= scorer.score(case, load_frames(prediction), video_key(prediction), source)

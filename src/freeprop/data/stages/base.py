@@ -87,6 +87,13 @@ class Stage:
         raise NotImplementedError
 
     # --- helpers for stages ---
+    def torch_dtype(self, default=None):
+        """The stage's `dtype` name ("bfloat16", …) as a torch dtype, or `default` when unset."""
+        import torch
+
+        name = getattr(self, "dtype", None)
+        return getattr(torch, name) if name else default
+
     @staticmethod
     def work_dir(sample: dict[str, str]) -> Path:
         folder = Path(sample["work"])

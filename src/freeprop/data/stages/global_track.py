@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from freeprop.data.stages.base import Resources, Stage
-from freeprop.data.stages.media import load_image, load_video, save_video
-from freeprop.video import resize_cover_crop
+from freeprop.data.stages.media import load_video, save_video
+from freeprop.video import read_image, resize_cover_crop
 
 WAN_I2V_14B = "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers"
 DEPTH_ANYTHING_V2 = "depth-anything/Depth-Anything-V2-Large-hf"
@@ -65,7 +65,7 @@ class ImageToVideo(Stage):
 
             from freeprop.hub import load_pretrained
 
-            dtype = getattr(torch, self.dtype) if self.dtype else torch.bfloat16
+            dtype = self.torch_dtype(torch.bfloat16)
             vae = load_pretrained(AutoencoderKLWan, self.pipe, subfolder="vae", torch_dtype=torch.float32)
             encoder = load_pretrained(
                 CLIPVisionModel, self.pipe, subfolder="image_encoder", torch_dtype=torch.float32
@@ -81,7 +81,7 @@ class ImageToVideo(Stage):
 
         out = self.work_dir(sample) / "source.mp4"
         if not out.is_file():
-            image = load_image(sample["content_image"])
+            image = read_image(sample["content_image"])
             h, w = i2v_size(*image.shape[:2], self.max_area)
             image = resize_cover_crop(image, h, w)[0]
             frames = self.pipe(
@@ -192,9 +192,7 @@ class Depth(Stage):
             if self.backend == "video-depth-anything":
                 self.estimator = VideoDepthAnything(self.estimator, self.encoder, self.device)
             else:
-                import torch
-
-                dtype = getattr(torch, self.dtype) if self.dtype else None
+                dtype = self.torch_dtype()
                 self.estimator = DepthAnythingV2.from_pretrained(self.estimator, self.device, dtype)
 
     def process(self, sample):

@@ -129,9 +129,8 @@ class GroundAndTrack(Stage):
                 check_available(model, key)
 
     def setup(self) -> None:
-        import torch
 
-        dtype = getattr(torch, self.dtype) if self.dtype else None
+        dtype = self.torch_dtype()
         if isinstance(self.detector, str):
             self.detector = GroundingDinoDetector.from_pretrained(
                 self.detector,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freeprop.video import atomic_path, read_image, read_video, write_video
+from freeprop.video import atomic_path, read_video, write_video
 
 MEDIA_CRF = 12  # near-lossless intermediates; the pair writer re-encodes once at the end
 
@@ -38,7 +38,3 @@ def key_frames(frames: np.ndarray) -> list[np.ndarray]:
     """First, middle and last frames (what the paper's task discrimination examines)."""
     picks = sorted({0, len(frames) // 2, len(frames) - 1})
     return [frames[i] for i in picks]
-
-
-def load_image(path: str) -> np.ndarray:
-    return read_image(path)

@@ -22,7 +22,8 @@ import numpy as np
 from freeprop.data import prompts
 from freeprop.data.masks import erode, scaled_px, to_video, with_bbox
 from freeprop.data.stages.base import Resources, Stage
-from freeprop.data.stages.media import load_image, load_masks, load_video, save_masks, save_video
+from freeprop.data.stages.media import load_masks, load_video, save_masks, save_video
+from freeprop.video import read_image
 
 VACE_14B = "Wan-AI/Wan2.1-VACE-14B-diffusers"
 NEGATIVE_PROMPT = (  # Wan's standard negative prompt (English rendering)
@@ -82,9 +83,7 @@ class VACESynthesis(Stage):
 
     def setup(self) -> None:
         if isinstance(self.pipe, str):
-            import torch
-
-            dtype = getattr(torch, self.dtype) if self.dtype else None
+            dtype = self.torch_dtype()
             self.pipe = load_vace(self.pipe, self.device, dtype, self.flow_shift, self.lora)
             self.pipe.set_progress_bar_config(disable=True)
 
@@ -93,7 +92,7 @@ class VACESynthesis(Stage):
         task = sample["task"]
         if task == "stylization":
             depth = load_video(sample["depth_video"])
-            return depth, None, [load_image(sample["style_image"])], sample["style_caption"]
+            return depth, None, [read_image(sample["style_image"])], sample["style_caption"]
         frames = load_video(sample["source_video"])
         masks = load_masks(sample["masks"])
         h, w = frames.shape[1:3]

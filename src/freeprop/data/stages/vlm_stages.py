@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from freeprop.data import prompts
 from freeprop.data.stages.base import Resources, SampleFiltered, Stage, StageError
-from freeprop.data.stages.media import key_frames, load_image, load_video
+from freeprop.data.stages.media import key_frames, load_video
+from freeprop.video import read_image
 from freeprop.vlm import ask_json, make_vlm
 
 
@@ -39,9 +40,7 @@ class VLMStage(Stage):
 
     def setup(self) -> None:
         if self.vlm is None:
-            import torch
-
-            dtype = getattr(torch, self.dtype) if self.dtype else None
+            dtype = self.torch_dtype()
             self.vlm = make_vlm(self.vlm_spec, self.device, dtype, flag="vlm")
 
     def ask(self, sample, cache: str, images, prompt_name: str, **fields) -> dict:
@@ -142,7 +141,7 @@ class CinematicCaption(VLMStage):
         self.min_side = min_side
 
     def process(self, sample):
-        content, style = load_image(sample["content_image"]), load_image(sample["style_image"])
+        content, style = read_image(sample["content_image"]), read_image(sample["style_image"])
         for name, image in (("content", content), ("style", style)):
             if min(image.shape[:2]) < self.min_side:
                 raise StageError(
@@ -159,6 +158,6 @@ class StyleCaption(VLMStage):
     tracks = ("global",)
 
     def process(self, sample):
-        images = [load_image(sample["style_image"])] + key_frames(load_video(sample["source_video"]))
+        images = [read_image(sample["style_image"])] + key_frames(load_video(sample["source_video"]))
         reply = self.ask(sample, "style_caption", images, "STYLE_CAPTION")
         return sample | {"style_caption": reply["Style_Caption"].strip()}
