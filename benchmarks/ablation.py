@@ -1,70 +1,35 @@
-"""The paper's ablation (Table 3) in miniature, on the synthetic test split, with anchors.
+"""The paper's ablation (Table 3) in miniature, on the synthetic test split, over seeds.
 
 The paper ablates fine-tunes of one pretrained model (Fun-Control), so the arms here start from one
-shared point too: the bundled run's FM-only checkpoint at step 700 (before its distillation starts),
-with the AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then
-fine-tunes for the same steps, data and seed:
+shared point too: the bundled run's final weights — a model that already propagates edits — with the
+AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then fine-tunes
+for the same steps and data, once per seed:
 
-    python benchmarks/ablation.py --make-base runs/keep/step-0000700/trainable.safetensors runs/abl-base.safetensors
-    for v in baseline ast_rope full; do
-      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl-base.safetensors max_steps=200 \
-          optim.lr=3e-4 optim.warmup_steps=20 loss.distill_start_step=0 loss.distill_warmup_steps=50 loss.teacher=snapshot \
-          loss.lambda_motion=0.5 loss.lambda_mmd=0.1 \
-          save_every=1000 output_dir=runs/abl-$v
-    done
-    python benchmarks/ablation.py --runs runs/abl-baseline runs/abl-ast_rope runs/abl-full --bundled
+    python benchmarks/ablation.py --make-base runs/small/checkpoints/step-0002000/trainable.safetensors runs/abl-base.safetensors
+    for seed in 0 1; do for v in baseline ast_rope full; do
+      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl-base.safetensors seed=$seed \\
+          max_steps=100 optim.lr=2e-4 optim.warmup_steps=10 loss.teacher=snapshot \\
+          loss.lambda_motion=0.5 loss.lambda_mmd=0.1 save_every=1000 output_dir=runs/abl-$v-s$seed
+    done; done
+    python benchmarks/ablation.py --runs runs/abl-*-s0 runs/abl-*-s1
 
-Every method edits the same test pairs (held-out shapes, textures and styles included) from the
-ground truth's first frame; per task it reports PSNR, SSIM, masked PSNR (local edits) and the
-flicker ratio (1 = as steady as the truth). Anchors: copy-source, frozen-first-frame, flow-warp
-(chained), and the bundled model. Writes a Markdown table and JSON under benchmarks/results/.
+Runs named `<arm>-s<seed>` are grouped by arm: the table gives the mean over seeds and, after ±,
+half the spread (max − min) / 2. Metrics per task: PSNR, SSIM, masked PSNR (local edits), flicker
+ratio; plus the learned α_S, α_T. Anchors: copy-source and flow-warp. Writes benchmarks/results/ablation.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
+from propagation import TASKS, anchors, evaluate, load_model
 
-from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
-from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr, ssim
-from freeprop.pipeline import load_pipeline
-
-METRICS = ("psnr", "ssim", "masked_psnr", "flicker_ratio")
-
-
-def evaluate(method, dataset, limit: int) -> dict[str, dict[str, float]]:
-    per_task: dict[str, dict[str, list[float]]] = {}
-    for i in range(min(limit, len(dataset))):
-        pair = dataset[i]
-        out = method(pair)
-        scores = {
-            "psnr": psnr(out, pair.target),
-            "ssim": ssim(out, pair.target),
-            "flicker_ratio": flicker_ratio(out, pair.target),
-        }
-        if pair.mask is not None and pair.mask.any():
-            scores["masked_psnr"] = psnr(out, pair.target, pair.mask)
-        for key, value in scores.items():
-            per_task.setdefault(pair.task, {}).setdefault(key, []).append(value)
-    return {
-        task: {k: float(np.mean([v for v in vals if np.isfinite(v)])) for k, vals in m.items()}
-        for task, m in per_task.items()
-    }
-
-
-def model_method(path: str, steps: int):
-    pipe = load_pipeline(path)
-    pipe.set_progress_bar_config(disable=True)
-    return lambda pair: (
-        pipe(
-            pair.source, pair.target[0], num_inference_steps=steps, generator=torch.Generator().manual_seed(0)
-        ).frames
-    )
 
 
 def make_base(checkpoint: str, out: str) -> None:
@@ -79,15 +44,40 @@ def make_base(checkpoint: str, out: str) -> None:
     print(f"wrote {out} ({len(state)} tensors; zeroed {', '.join(heads)})")
 
 
+def run_method(run: Path, steps: int | None):
+    pipe = load_model(str(run / "pipeline"))
+    pipe.set_progress_bar_config(disable=True)
+    alphas = []
+
+    def method(pair):
+        out = pipe(
+            pair.source, pair.target[0], num_inference_steps=steps, generator=torch.Generator().manual_seed(0)
+        )
+        alphas.append(out.alphas[0])
+        return out.frames
+
+    return method, alphas
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean and half-spread over seeds of every (task, metric)."""
+    out = {}
+    for task in per_seed[0]:
+        out[task] = {}
+        for key in per_seed[0][task]:
+            values = [r[task][key] for r in per_seed if key in r.get(task, {})]
+            out[task][key] = (float(np.mean(values)), float((max(values) - min(values)) / 2))
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", default="data/synth")
-    parser.add_argument("--runs", nargs="*", default=[], help="training output dirs (each has pipeline/)")
-    parser.add_argument("--bundled", action="store_true", help="also evaluate the bundled model")
+    parser.add_argument("--runs", nargs="*", default=[], help="training output dirs named <arm>-s<seed>")
     parser.add_argument("--pairs", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument(
         "--make-base", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write the arms' start and exit"
@@ -98,50 +88,68 @@ def main():
         return
 
     dataset = PairDataset(args.data, split="test")
-    methods = {
-        "copy-source": lambda pair: pair.source,
-        "frozen-first-frame": lambda pair: np.repeat(pair.target[:1], len(pair.source), axis=0),
-        "flow-warp": lambda pair: propagate(pair.source, pair.target[0]),
+    base = anchors()
+    results = {
+        name: {"mean": evaluate(base[name], dataset, args.pairs)}
+        for name in ("copy-source", "flow-warp (residual)")
     }
-    if args.bundled:
-        from freeprop.demo import default_model
-
-        methods["bundled model"] = model_method(default_model(), args.steps)
-    for run in args.runs:
-        methods[Path(run).name] = model_method(str(Path(run) / "pipeline"), args.steps)
-
-    results = {}
-    for name, method in methods.items():
-        results[name] = evaluate(method, dataset, args.pairs)
+    arms: dict[str, list] = {}
+    for run in map(Path, args.runs):
+        match = re.fullmatch(r"(?:abl-)?(.+)-s(\d+)", run.name)
+        arm = match.group(1) if match else run.name
+        method, alphas = run_method(run, args.steps)
+        scores = evaluate(method, dataset, args.pairs)
+        scores["alpha"] = {
+            "alpha_s": float(np.mean([a[0] for a in alphas])),
+            "alpha_t": float(np.mean([a[1] for a in alphas])),
+        }
+        arms.setdefault(arm, []).append(scores)
         print(
-            name,
-            json.dumps({t: {k: round(v, 3) for k, v in m.items()} for t, m in results[name].items()}),
+            run.name,
+            json.dumps({t: {k: round(v, 3) for k, v in m.items()} for t, m in scores.items()}),
             flush=True,
         )
 
-    tasks = ("swap", "removal", "modification", "stylization")
     lines = [
-        "| method | " + " | ".join(f"{t} PSNR / SSIM / mPSNR / flicker" for t in tasks) + " |",
-        "|---|" + "---|" * len(tasks),
+        "| method | seeds | "
+        + " | ".join(f"{t} PSNR / mPSNR / flicker" for t in TASKS)
+        + " | mean PSNR | α_S / α_T |",
+        "|---|---|" + "---|" * (len(TASKS) + 2),
     ]
-    for name, per_task in results.items():
-        cells = []
-        for t in tasks:
-            m = per_task.get(t, {})
-            cells.append(
-                " / ".join(
-                    "–" if k not in m else f"{m[k]:.2f}" if k != "ssim" else f"{m[k]:.3f}" for k in METRICS
-                )
+
+    def cell(m, key):
+        if key not in m:
+            return "–"
+        mean, spread = m[key] if isinstance(m[key], tuple) else (m[key], None)
+        return f"{mean:.2f}" + (f" ± {spread:.2f}" if spread is not None else "")
+
+    for name, result in results.items():
+        r = result["mean"]
+        lines.append(
+            f"| {name} | – | "
+            + " | ".join(
+                " / ".join(cell(r[t], k) for k in ("psnr", "masked_psnr", "flicker_ratio")) for t in TASKS
             )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            + f" | {cell(r['mean'], 'psnr')} | – |"
+        )
+    summaries = {}
+    for arm, per_seed in arms.items():
+        s = summaries[arm] = summarise(per_seed)
+        lines.append(
+            f"| {arm} | {len(per_seed)} | "
+            + " | ".join(
+                " / ".join(cell(s[t], k) for k in ("psnr", "masked_psnr", "flicker_ratio")) for t in TASKS
+            )
+            + f" | {cell(s['mean'], 'psnr')} | {cell(s['alpha'], 'alpha_s')} / {cell(s['alpha'], 'alpha_t')} |"
+        )
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(results, indent=1))
-    (out / "ablation.md").write_text(
-        f"Synthetic test split, first {args.pairs} pairs, {args.steps} steps.\n\n{table}\n"
+    (out / "ablation.json").write_text(
+        json.dumps({"anchors": results, "arms": arms, "summary": summaries}, indent=1)
     )
+    (out / "ablation.md").write_text(f"Synthetic test split, first {args.pairs} pairs.\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Copy a trained `small` run into the package as the bundled default model.
 
-    python scripts/bundle_model.py runs/small [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
+    python scripts/bundle_model.py runs/small --steps N [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
 
 Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
 clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors, in fp16 by default
@@ -23,6 +23,9 @@ parser.add_argument(
     "--dtype", choices=["fp16", "fp32"], default="fp16", help="stored weights (fp16 halves the size)"
 )
 parser.add_argument(
+    "--steps", type=int, required=True, help="the model's default sampling steps (chosen on the val split)"
+)
+parser.add_argument(
     "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
 )
 args = parser.parse_args()
@@ -34,6 +37,7 @@ pipe = FreePropPipeline.from_pretrained(
     torch_dtype=torch.float16 if args.dtype == "fp16" else torch.float32,
     sample_size=[config["data"]["height"], config["data"]["width"]],
     window_frames=config["data"]["num_frames"],
+    num_inference_steps=args.steps,
 )
 shutil.rmtree(out, ignore_errors=True)
 pipe.save_pretrained(out)

@@ -238,8 +238,9 @@ def test_residual_upscale_keeps_source_detail_where_nothing_changes():
     assert real.shape == source.shape
 
 
+@pytest.mark.parametrize("residual, prediction", [(False, "velocity"), (True, "velocity"), (True, "sample")])
 @pytest.mark.parametrize("scheduler", ["euler", "unipc"])
-def test_sampler_conventions_with_an_oracle_velocity(scheduler, clip):
+def test_sampler_conventions_with_an_oracle_velocity(scheduler, residual, prediction, clip):
     """If the model predicted the true velocity v = (x_t − x₀)/σ, sampling must return x₀ (the target).
 
     Checks the flow-matching conventions end to end: timestep = 1000·σ, the sign of v, the scheduler
@@ -248,9 +249,14 @@ def test_sampler_conventions_with_an_oracle_velocity(scheduler, clip):
     from freeprop.codecs import PixelCodec
     from freeprop.video import to_tensor
 
-    pipe = FreePropPipeline(build_transformer("tiny").eval(), make_scheduler(scheduler, shift=3.0))
+    transformer = build_transformer("tiny", predicts_residual=residual, prediction=prediction).eval()
+    pipe = FreePropPipeline(transformer, make_scheduler(scheduler, shift=3.0))
     target = 255 - clip  # any video
-    x0 = PixelCodec(2).encode(to_tensor(target)[None])
+    codec = PixelCodec(2)
+    # a residual model's flow generates z_tgt − z_src; the pipeline adds z_src back
+    x0 = transformer.target_latents(
+        codec.encode(to_tensor(target)[None]), codec.encode(to_tensor(clip)[None])
+    )
     channels = x0.shape[1]
 
     class Oracle:
@@ -259,7 +265,9 @@ def test_sampler_conventions_with_an_oracle_velocity(scheduler, clip):
 
     def oracle_forward(x, timestep, *args, **kwargs):
         sigma = (timestep.float() / 1000).view(-1, 1, 1, 1, 1)
-        return Oracle((x[:, :channels] - x0) / sigma)
+        return Oracle(
+            x0.expand_as(x[:, :channels]) if prediction == "sample" else (x[:, :channels] - x0) / sigma
+        )
 
     pipe.transformer.forward = oracle_forward
     out = run(pipe, clip, target[0], num_inference_steps=10, replace_first_frame=False).frames

@@ -265,7 +265,8 @@ def cmd_data_finetune_vace(args: argparse.Namespace) -> None:
 def cmd_data_synth(args: argparse.Namespace) -> None:
     from freeprop.data.synthetic import write_synthetic
 
-    counts = {k: v for k, v in (("train", args.train), ("val", args.val), ("test", args.test)) if v}
+    splits = (("train", args.train), ("val", args.val), ("test", args.test), ("real", args.real))
+    counts = {k: v for k, v in splits if v}
     height, width = args.size
     written = write_synthetic(args.output, counts, args.frames, height, width, shard_size=args.shard_size)
     print(
@@ -445,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the bundled model and the flow-warp baseline on bundled samples")
     p.add_argument("-o", "--output", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--model", help="model to demo (default: the bundled one)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--steps", type=int, help="denoising steps (default: the model's own)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -474,7 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prompt", help="optional text describing the edited video (needs a text encoder)")
     p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")
-    p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="denoising steps (default: the model's own, e.g. 4 for the bundled model; else 30)",
+    )
     p.add_argument(
         "--guidance", type=float, default=5.0, help="classifier-free guidance scale, with --prompt"
     )
@@ -528,9 +533,16 @@ def build_parser() -> argparse.ArgumentParser:
         "holds out a shape, a texture and a style. Re-running resumes (done samples are skipped).",
     )
     p.add_argument("output", help="output folder")
-    p.add_argument("--train", type=int, default=1200, help="training pairs (default 1200)")
+    p.add_argument("--train", type=int, default=3200, help="training pairs (default 3200)")
     p.add_argument("--val", type=int, default=80)
     p.add_argument("--test", type=int, default=80)
+    p.add_argument(
+        "--real",
+        type=int,
+        default=0,
+        help="pairs of the `real` split: photographs (scikit-learn's and matplotlib's samples) panned, "
+        "zoomed and cut out, with exact ground truth; for validation only (default 0)",
+    )
     p.add_argument("--frames", type=int, default=17)
     p.add_argument("--size", type=_parse_size, default=(64, 64), help="HEIGHTxWIDTH (default 64x64)")
     p.add_argument("--shard-size", type=int, default=64)
@@ -591,7 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="embedding cache (default OUTPUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
     p.add_argument("--model", help="FreeProp model when no --pred is given (default: the bundled one)")
-    p.add_argument("--steps", type=int, default=30, help="denoising steps for FreeProp (default 30)")
+    p.add_argument(
+        "--steps", type=int, help="denoising steps for FreeProp (default: the model's own, else 30)"
+    )
     p.add_argument("--frames", type=int, help="only the first N frames of each source (default all)")
     p.add_argument("--seed", type=int, default=0)
     _add_device_options(p)

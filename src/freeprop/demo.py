@@ -35,7 +35,11 @@ def _label(frames: np.ndarray, text: str) -> np.ndarray:
 
 
 def run_demo(
-    output: str | Path, model: str | Path | None = None, steps: int = 20, size: int = 128, seed: int = 0
+    output: str | Path,
+    model: str | Path | None = None,
+    steps: int | None = None,
+    size: int = 128,
+    seed: int = 0,
 ) -> dict:
     """Write the demo into `output` (created if missing); returns the metrics per case and method."""
     from freeprop.pipeline import load_pipeline

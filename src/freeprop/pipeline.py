@@ -238,6 +238,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         image_processor=None,
         sample_size: tuple[int, int] | list[int] | None = None,
         window_frames: int | None = None,
+        num_inference_steps: int | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -250,9 +251,12 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             image_processor=image_processor,
         )
         # sample_size: the model's native (H, W), e.g. the resolution the bundled tiny model was trained at;
-        # window_frames: frames per window (default 81 with the Wan VAE, 17 with the pixel codec).
+        # window_frames: frames per window (default 81 with the Wan VAE, 17 with the pixel codec);
+        # num_inference_steps: the model's own default step count (measured for the bundled model), else 30.
         self.register_to_config(
-            sample_size=list(sample_size) if sample_size else None, window_frames=window_frames
+            sample_size=list(sample_size) if sample_size else None,
+            window_frames=window_frames,
+            num_inference_steps=num_inference_steps,
         )
 
     @classmethod
@@ -293,7 +297,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 else {}
             )
             parts[name] = component_cls.from_pretrained(folder / name, **extra)
-        options = {k: index[k] for k in ("sample_size", "window_frames") if k in index}
+        options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps") if k in index}
         return cls(**parts, **{**options, **kwargs})
 
     # ------------------------------------------------------------------------------------------
@@ -399,7 +403,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 30,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 5.0,
         generator: torch.Generator | None = None,
         output_type: str = "np",
@@ -417,6 +421,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             prompt / negative_prompt: optional text (needs a text encoder); enables classifier-free guidance.
             num_frames: output frames (default: all source frames).
             height, width: output size (default: the source's).
+            num_inference_steps: sampling steps (default: the pipeline's `num_inference_steps`, else 30).
             window_frames, overlap: long-video windows (default window: `config.window_frames` or 81/17).
             replace_first_frame: put `first_frame` itself at output frame 0 (it is the user's edit).
             residual_upscale: map the result to the output size as source + upsampled (output − source)
@@ -425,6 +430,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             callback: called as `callback(step, total_steps)` after each denoising step.
         """
         # 1. Validate and bring inputs to the model's size and frame count.
+        num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or 30
         frames = _as_frames(source_video)
         edit = _as_image(first_frame)
         src_h, src_w = frames.shape[1:3]
@@ -566,17 +572,18 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             for t in self.scheduler.timesteps:
                 x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
                 x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
-                velocity = self.transformer(
+                output = self.transformer(
                     x, t.expand(batch).to(device), text, image, alphas=alpha_pair
                 ).sample
-                velocity = velocity.float()
+                velocity = self.transformer.velocity(output.float(), latents, t.float() / 1000)
                 if guidance is not None:
                     uncond, cond = velocity.chunk(2)
                     velocity = uncond + guidance * (cond - uncond)
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
                 step_done()
 
-        # c. Decode.
+        # c. Decode (a residual model generated z_tgt − z_src: add the source back).
         with _timed(timings, "decode", device):
+            latents = self.transformer.output_latents(latents, z_src.float())
             video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
         return from_tensor(video)[: len(source)], (float(alpha_s[0]), float(alpha_t[0]))

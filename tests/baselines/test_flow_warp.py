@@ -38,9 +38,33 @@ def test_local_composite_keeps_the_source_outside_the_edit():
     assert psnr(out, pair.target) > psnr(pair.source, pair.target)  # beats copying the source
 
 
+def test_residual_carry_adds_the_warped_edit_to_each_source_frame():
+    """A global +20 brightening carried as a residual is exactly source_t + 20 whatever the motion;
+    carried as pixels it is the warped first frame, which differs where content enters the view."""
+    clip = translating_clip(frames=4)
+    edited = np.clip(clip[0].astype(int) + 20, 0, 255).astype(np.uint8)
+    residual = propagate(clip, edited, composite="never", carry="residual")
+    expected = np.clip(clip.astype(int) + 20, 0, 255)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    # bilinear rounding, and pixels where +20 clipped at 255 carry a smaller residual
+    assert np.abs(residual[inner].astype(int) - expected[inner]).max() <= 2
+    pixels = propagate(clip, edited, composite="never", carry="pixels")
+    assert np.abs(pixels.astype(int) - expected).mean() > np.abs(residual.astype(int) - expected).mean()
+
+
+def test_residual_carry_keeps_unedited_pixels_exact():
+    pair = make_pair(7, "val", "swap", frames=9, height=64, width=64)
+    out = propagate(pair.source, pair.target[0], carry="residual")
+    moved = edit_mask(pair.source[0], pair.target[0], dilate=12) == 0
+    keep = np.broadcast_to(moved, pair.source.shape[:3]) & (pair.mask == 0)
+    np.testing.assert_array_equal(out[keep], pair.source[keep])
+
+
 def test_bad_options():
     clip = moving_pattern(frames=2, height=16, width=16)
     with pytest.raises(ValueError):
         propagate(clip, clip[0], mode="magic")
     with pytest.raises(ValueError):
         propagate(clip, clip[0], composite="sometimes")
+    with pytest.raises(ValueError):
+        propagate(clip, clip[0], carry="everything")

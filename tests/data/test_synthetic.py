@@ -1,9 +1,20 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from freeprop.cli import main
 from freeprop.data.pairs import PairDataset, read_index
-from freeprop.data.synthetic import HELD_OUT, SPLIT_SEEDS, make_pair, random_scene, render, stylize
+from freeprop.data.synthetic import (
+    CAMERAS,
+    HELD_OUT,
+    SPLIT_SEEDS,
+    WORLDS,
+    make_pair,
+    random_scene,
+    render,
+    stylize,
+)
 
 
 @pytest.mark.parametrize("task", ["swap", "removal", "modification", "stylization"])
@@ -26,9 +37,7 @@ def test_removal_reveals_the_background():
     pair = make_pair(11, "train", "removal", frames=5, height=48, width=48)
     scene = random_scene(11, "train")
     k = pair.meta["object"]
-    without = scene.__class__(
-        scene.seed, scene.camera, scene.camera_speed, tuple(o for i, o in enumerate(scene.objects) if i != k)
-    )
+    without = replace(scene, objects=tuple(o for i, o in enumerate(scene.objects) if i != k))
     np.testing.assert_array_equal(pair.target, render(without, 5, 48, 48))
 
 
@@ -54,6 +63,30 @@ def test_splits_hold_out_combinations():
     assert HELD_OUT["style"] not in styles
     test_shapes = {o.shape for i in range(80) for o in random_scene(SPLIT_SEEDS["test"] + i, "test").objects}
     assert HELD_OUT["shape"] in test_shapes
+
+
+def test_scenes_vary_in_world_palette_and_camera():
+    scenes = [random_scene(SPLIT_SEEDS["train"] + i, "train") for i in range(60)]
+    assert {s.world for s in scenes} == set(WORLDS)  # generator 2: one world kind per scene
+    assert {s.camera for s in scenes} == set(CAMERAS)
+    assert len({s.palette for s in scenes}) == len(scenes)
+    firsts = np.stack([render(s, 1, 16, 16)[0].reshape(-1, 3).mean(0) for s in scenes[:12]])
+    assert firsts.std(axis=0).min() > 10  # mean colours differ between scenes (generator 1: one palette)
+
+
+def test_real_split_renders_photographs_with_exact_ground_truth():
+    from freeprop.data.photos import PHOTOS, load_photo
+
+    pair = make_pair(SPLIT_SEEDS["real"] + 2, "real", "swap", frames=5, height=32, width=32)
+    scene = random_scene(SPLIT_SEEDS["real"] + 2, "real")
+    assert scene.world.startswith("photo:") and scene.world[6:] in PHOTOS
+    assert all(o.texture.startswith("photo:") for o in scene.objects)
+    np.testing.assert_array_equal(pair.source, render(scene, 5, 32, 32))
+    np.testing.assert_array_equal(pair.mask > 0, np.abs(pair.target.astype(int) - pair.source).max(-1) > 0)
+    assert "photo" not in pair.instruction or "photographic" in pair.instruction
+    assert load_photo("china").shape == (427, 640, 3) and not load_photo("china").flags.writeable
+    # the photo is what the camera sees: frame 0 of a still camera correlates with a crop of it
+    assert pair.meta["world"] == scene.world
 
 
 def test_synth_cli_writes_pair_format_and_resumes(tmp_path, capsys):

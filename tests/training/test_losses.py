@@ -5,7 +5,9 @@ import torch
 
 from freeprop.training.losses import (
     add_noise,
+    edit_weights,
     first_frame_relations,
+    fm_loss,
     median_bandwidth,
     mmd2_rbf,
     mmd_loss,
@@ -42,6 +44,20 @@ def test_add_noise_and_target():
     xt, v = add_noise(x0, noise, torch.tensor([0.25, 1.0]))
     torch.testing.assert_close(xt.flatten(), torch.tensor([0.75 * 2 - 0.25, -1.0]))
     torch.testing.assert_close(v.flatten(), torch.tensor([-3.0, -3.0]))
+
+
+def test_edit_weighted_fm_loss_by_hand():
+    source = torch.zeros(1, 2, 1, 1, 3)
+    target = source.clone()
+    target[0, 1, 0, 0, 2] = 0.5  # one edited position (any channel differing marks it)
+    weights = edit_weights(target, source, 4.0)
+    torch.testing.assert_close(weights.flatten(), torch.tensor([1.0, 1.0, 5.0]))
+    assert edit_weights(target, source, 0.0) is None
+    pred, v = torch.zeros(1, 2, 1, 1, 3), torch.tensor([1.0, 2.0, 3.0, 1.0, 2.0, 3.0]).view(1, 2, 1, 1, 3)
+    # squared errors per position (2 channels each): 1+1, 4+4, 9+9; weights 1, 1, 5 per channel
+    expected = (2 * 1 + 2 * 4 + 5 * 2 * 9) / (2 * (1 + 1 + 5))
+    assert fm_loss(pred, v, weights).item() == pytest.approx(expected)
+    assert fm_loss(pred, v).item() == pytest.approx((2 + 8 + 18) / 6)
 
 
 def test_prepare_features_pools_and_normalises():

@@ -234,3 +234,32 @@ def test_distillation_warmup_ramps_the_lambdas(pairs, tmp_path):
 def test_distill_ramp_starts_late_then_rises_linearly():
     assert [distill_ramp(s, 4, 2) for s in (0, 3, 4, 5, 6, 9)] == [0, 0, 0, 0.5, 1, 1]
     assert distill_ramp(0, 0, 0) == 1.0
+
+
+@pytest.mark.parametrize("edit_weight, prediction", [(0.0, "velocity"), (3.0, "velocity"), (3.0, "sample")])
+def test_residual_model_learns_the_edit_residual(pairs, tmp_path, edit_weight, prediction):
+    """For a residual model, L_FM's x₀ is z_tgt − z_src (recomputed here from the same σ and noise),
+    weighted 1 + edit_weight where the target differs from the source; a sample predictor regresses x₀."""
+    from freeprop.models.transformer import build_ffp_input
+    from freeprop.training.losses import add_noise, edit_weights, fm_loss, sample_sigmas
+
+    cfg = tiny_config(pairs, tmp_path / "run", f"loss.edit_weight={edit_weight}", "loss.variant=ast_rope")
+    trainer = Trainer(cfg, model_overrides={"predicts_residual": True, "prediction": prediction})
+    batch = trainer._next_batch()
+    state = trainer.generator.get_state()
+    terms = trainer.compute_loss(batch).terms
+
+    g = torch.Generator()
+    g.set_state(state)
+    b = batch["target"].shape[0]
+    sigma = sample_sigmas(b, trainer.sigmas, cfg.loss.timestep_sampling, g)
+    noise = torch.randn(batch["target"].shape, generator=g)
+    x0 = batch["target"] - batch["source"]
+    x_t, v = add_noise(x0, noise, sigma)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.no_grad():
+        x = build_ffp_input(x_t, batch["source"], batch["first_frame"], model.mask_channels)
+        pred = model(x, sigma * 1000, batch["text"]).sample
+    goal = x0 if prediction == "sample" else v
+    expected = fm_loss(pred, goal, edit_weights(batch["target"], batch["source"], edit_weight))
+    assert terms["fm"] == pytest.approx(expected.item(), rel=1e-5)

@@ -11,6 +11,10 @@ differs from the source frame 0) and keeps the source everywhere else, and occlu
 forward–backward consistency: a pixel whose round trip t → 0 → t misses by more than `occlusion_tol`
 pixels (plus 5 % of the motion) has no counterpart in frame 0, so the source pixel is kept there.
 Edits that change most of the frame are treated as global and warped whole.
+
+What is carried (`carry`): `pixels` warps the edited frame itself; `residual` warps the edit's residual
+(edited frame 0 − source frame 0) and adds it to each source frame, so everything the edit did not
+change stays exactly the source, and warping errors only touch the edited region.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def propagate(
     occlusion_tol: float = 1.0,
     global_fraction: float = 0.5,
     flow: FlowEstimator | None = None,
+    carry: str = "residual",
 ) -> np.ndarray:
     """Propagate `edited_first` through `source` (uint8 [F, H, W, 3]) along the source's optical flow.
 
@@ -86,9 +91,12 @@ def propagate(
         composite: `auto` (masked composite unless the edit covers more than `global_fraction` of the
             frame), `always`, or `never`.
         occlusion: keep the source pixel where forward–backward consistency fails.
+        carry: `residual` (default, by measurement — see the README's flow-warp section) or `pixels`.
     """
     if mode not in ("direct", "chained"):
         raise ValueError(f"mode must be 'direct' or 'chained', got {mode!r}")
+    if carry not in ("pixels", "residual"):
+        raise ValueError(f"carry must be 'pixels' or 'residual', got {carry!r}")
     if composite not in ("auto", "always", "never"):
         raise ValueError(f"composite must be 'auto', 'always' or 'never', got {composite!r}")
     flow = flow or FlowEstimator()
@@ -109,7 +117,10 @@ def propagate(
             flow_t0 = to_first
             # the chain's own errors are not observable: check the newest step's consistency
             valid = consistency_mask(step, flow(source[t - 1], source[t]), occlusion_tol) if check else None
-        warped = warp(edited_first.astype(np.float32), flow_t0)
+        if carry == "residual":  # the warped edit on top of this frame's own source pixels
+            warped = source[t] + warp(edited_first.astype(np.float32) - source[0], flow_t0)
+        else:
+            warped = warp(edited_first.astype(np.float32), flow_t0)
         if use_mask:
             weight = warp(mask0, flow_t0)[..., None]
             if valid is not None:

@@ -15,6 +15,14 @@ scene, so it is exact:
 Splits never share seeds (train / val / test draw from disjoint seed ranges), and the test split
 holds out combinations never seen in training: the `star` shape, the `dots` texture and the
 `hue_rotate` style appear only in test.
+
+Generator 2 (`freeprop.synthetic/2`) made the scenes less uniform: every scene draws its own world
+(multi-octave colour noise, colour cells or marble, in a random palette; generator 1 had one fixed
+green-blue world), cameras pan in any direction or pan while zooming, and objects may wear the same
+natural-looking textures. The `real` split is the same renderer with **photographs** in place of
+procedural textures — the world is a crop of a photo and the objects are shaped cut-outs of photos —
+so it has the same exact ground truth; it uses scikit-learn's and matplotlib's sample photos
+(`freeprop.data.photos`) and is never trained on.
 """
 
 from __future__ import annotations
@@ -28,12 +36,15 @@ import numpy as np
 from freeprop.data.pairs import Pair, PairWriter
 
 SHAPES = ("circle", "square", "triangle", "hexagon", "star")
-TEXTURES = ("stripes", "checker", "noise", "gradient", "dots")
+TEXTURES = ("stripes", "checker", "noise", "gradient", "dots", "fractal", "cells", "marble")
+WORLDS = ("fractal", "cells", "marble", "legacy")  # background kinds ("legacy": generator 1's world)
 STYLES = ("grade_warm", "grade_cool", "posterize", "palette", "edges", "hue_rotate")
 HELD_OUT = {"shape": "star", "texture": "dots", "style": "hue_rotate"}  # test split only
-CAMERAS = ("pan", "zoom", "still")
+CAMERAS = ("pan", "zoom", "still", "pan_zoom")
 LOCAL_TASKS = ("swap", "removal", "modification")
-SPLIT_SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000}  # disjoint seed ranges
+# disjoint seed ranges; `real` renders photographs (validation only, never trained on)
+SPLIT_SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000, "real": 3_000_000}
+GENERATOR = "freeprop.synthetic/2"
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,10 @@ class Scene:
     camera: str
     camera_speed: float  # pan: fraction of the frame per frame; zoom: relative zoom per frame
     objects: tuple[SceneObject, ...]
+    world: str = "legacy"  # a WORLDS kind, or "photo:NAME" (freeprop.data.photos)
+    palette: tuple[tuple[float, float, float], ...] = ((110, 140, 120), (90, 120, 160))
+    pan_angle: float = 0.0  # pan direction, radians (0 = the camera moves right)
+    zoom_speed: float = 0.0  # pan_zoom: relative zoom per frame while panning
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,12 +95,79 @@ def _texture(kind: str, height: int, width: int, color, seed: int, scale: float)
         pattern = (xx + yy) / max(1e-6, (xx + yy).max())
     elif kind == "dots":
         pattern = ((np.sin(2 * np.pi * xx / 0.1) * np.sin(2 * np.pi * yy / 0.1)) > 0.4).astype(np.float32)
+    elif kind in ("fractal", "cells", "marble"):
+        return _natural_texture(kind, height, width, color, rng, scale)
+    elif kind.startswith("photo:"):
+        return _photo_texture(kind[6:], height, width, color, rng)
     else:
         raise ValueError(f"unknown texture {kind!r}")
     contrast = np.array([0.55, 0.45, 0.5], np.float32)
     return np.clip(
         base * (1 - contrast) + 255 * contrast * pattern[..., None] * (base / 255 * 0.5 + 0.5), 0, 255
     )
+
+
+def _fractal_noise(
+    height: int, width: int, rng: np.random.Generator, scale: float, octaves: int = 5
+) -> np.ndarray:
+    """1/f-like value noise in [0, 1]: octaves of bicubically upsampled random grids, halving amplitude."""
+    out = np.zeros((height, width), np.float32)
+    for octave in range(octaves):
+        cells = 3 * 2**octave  # grid cells per unit length
+        grid = rng.random((max(2, int(height / scale * cells)), max(2, int(width / scale * cells))))
+        out += 0.5**octave * cv2.resize(
+            grid.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+        )
+    out -= out.min()
+    return out / max(1e-6, out.max())
+
+
+def _natural_texture(kind: str, height: int, width: int, color, rng: np.random.Generator, scale: float):
+    """Colour textures that look less like test patterns: fractal colour noise, colour cells, marble."""
+    base = np.asarray(color, np.float32)
+    other = rng.uniform(20, 235, 3).astype(np.float32)  # a second colour, drawn per texture
+    if kind == "fractal":
+        mix = _fractal_noise(height, width, rng, scale)[..., None]
+        detail = _fractal_noise(height, width, rng, scale / 2, octaves=3)[..., None] - 0.5
+        return np.clip(base * (1 - mix) + other * mix + 60 * detail, 0, 255)
+    if kind == "cells":  # Voronoi cells around jittered seeds, each a colour between the two
+        n = int(rng.integers(6, 24))
+        points = rng.random((n, 2)) * (width, height)
+        yy, xx = np.mgrid[:height, :width].astype(np.float32)
+        owner = np.argmin((xx[..., None] - points[:, 0]) ** 2 + (yy[..., None] - points[:, 1]) ** 2, axis=-1)
+        shade = rng.random(n).astype(np.float32)[owner][..., None]
+        texture = base * (1 - shade) + other * shade
+        return np.clip(texture + 30 * (_fractal_noise(height, width, rng, scale, 3)[..., None] - 0.5), 0, 255)
+    # marble: sine bands bent by fractal noise
+    yy, xx = np.mgrid[:height, :width].astype(np.float32) / scale
+    bands = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * 3 + yy + 2.5 * _fractal_noise(height, width, rng, scale)))
+    return np.clip(base * (1 - bands[..., None]) + other * bands[..., None], 0, 255)
+
+
+def _photo_texture(name: str, height: int, width: int, color, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of photograph `name`, resized to [H, W], tinted slightly towards `color`."""
+    from freeprop.data.photos import load_photo
+
+    photo = load_photo(name)
+    ph, pw = photo.shape[:2]
+    zoom = rng.uniform(0.35, 1.0)  # the crop's share of the photo's shorter side
+    ch = cw = int(min(ph, pw) * zoom)
+    if width != height:  # keep the aspect ratio of the requested texture
+        ch, cw = (ch, int(ch * width / height)) if width < height else (int(cw * height / width), cw)
+        ch, cw = min(ch, ph), min(cw, pw)
+    y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+    crop = cv2.resize(photo[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_AREA)
+    return np.clip(0.85 * crop + 0.15 * np.asarray(color, np.float32), 0, 255)
+
+
+def _world(scene: Scene, height: int, width: int) -> np.ndarray:
+    """The scene's background, 2H × 2W float RGB (the camera sees a window of it)."""
+    h2, w2 = 2 * height, 2 * width
+    if scene.world == "legacy":  # generator 1's world: one fixed green-blue noise + stripes mix
+        world = _texture("noise", h2, w2, scene.palette[0], scene.seed, scale=height)
+        return 0.6 * world + 0.4 * _texture("stripes", h2, w2, scene.palette[1], scene.seed, height)
+    texture = _texture(scene.world, h2, w2, scene.palette[0], scene.seed, scale=height)
+    return texture
 
 
 def _shape_mask(shape: str, size: int) -> np.ndarray:
@@ -107,14 +189,14 @@ def _shape_mask(shape: str, size: int) -> np.ndarray:
 
 def _camera(scene: Scene, t: int, height: int, width: int) -> np.ndarray:
     """2×3 affine from world pixels (world = 2× the frame, centred) to screen pixels at frame t."""
-    if scene.camera == "pan":
-        offset, zoom = scene.camera_speed * t * width, 1.0
+    pan, zoom = 0.0, 1.0
+    if scene.camera in ("pan", "pan_zoom"):
+        pan = scene.camera_speed * t * width
+        zoom = (1 + scene.zoom_speed) ** t if scene.camera == "pan_zoom" else 1.0
     elif scene.camera == "zoom":
-        offset, zoom = 0.0, (1 + scene.camera_speed) ** t
-    else:
-        offset, zoom = 0.0, 1.0
+        zoom = (1 + scene.camera_speed) ** t
     # world centre (w, h) (of a 2h × 2w world) maps to the screen centre, shifted by the pan
-    cx, cy = width + offset, height
+    cx, cy = width + pan * np.cos(scene.pan_angle), height + pan * np.sin(scene.pan_angle)
     return np.array([[zoom, 0, width / 2 - zoom * cx], [0, zoom, height / 2 - zoom * cy]], np.float32)
 
 
@@ -125,8 +207,7 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 def render(scene: Scene, frames: int, height: int, width: int) -> np.ndarray:
     """Render `scene` as uint8 [F, H, W, 3] (objects in list order: later ones occlude earlier ones)."""
-    world = _texture("noise", 2 * height, 2 * width, (110, 140, 120), scene.seed, scale=height)
-    world = 0.6 * world + 0.4 * _texture("stripes", 2 * height, 2 * width, (90, 120, 160), scene.seed, height)
+    world = _world(scene, height, width)
     sprites = []
     for i, obj in enumerate(scene.objects):
         radius = max(2, int(round(obj.size * height)))
@@ -198,6 +279,14 @@ def _allowed(names: tuple[str, ...], kind: str, split: str) -> list[str]:
     return [n for n in names if split == "test" or n != HELD_OUT.get(kind)]
 
 
+def _random_texture(rng: np.random.Generator, split: str) -> str:
+    if split == "real":
+        from freeprop.data.photos import PHOTOS
+
+        return f"photo:{rng.choice(sorted(PHOTOS))}"
+    return str(rng.choice(_allowed(TEXTURES, "texture", split)))
+
+
 def random_object(rng: np.random.Generator, split: str) -> SceneObject:
     enter = rng.random() < 0.25  # some objects enter or leave the frame
     speed = rng.uniform(0.02, 0.05) if enter else rng.uniform(0.0, 0.02)
@@ -207,7 +296,7 @@ def random_object(rng: np.random.Generator, split: str) -> SceneObject:
         direction = rng.uniform(-0.4, 0.4)  # heading right, across the frame
     return SceneObject(
         shape=str(rng.choice(_allowed(SHAPES, "shape", split))),
-        texture=str(rng.choice(_allowed(TEXTURES, "texture", split))),
+        texture=_random_texture(rng, split),
         color=tuple(float(c) for c in rng.uniform(30, 230, 3)),
         size=float(rng.uniform(0.1, 0.2)),
         start=(float(start[0]), float(start[1])),
@@ -221,9 +310,39 @@ def random_object(rng: np.random.Generator, split: str) -> SceneObject:
 def random_scene(seed: int, split: str) -> Scene:
     rng = np.random.default_rng(seed)
     camera = str(rng.choice(CAMERAS))
-    speed = {"pan": rng.uniform(0.005, 0.02), "zoom": rng.uniform(-0.015, 0.015), "still": 0.0}[camera]
+    speed = {"pan": rng.uniform(0.005, 0.02), "zoom": rng.uniform(-0.015, 0.015), "still": 0.0}
+    speed["pan_zoom"] = speed["pan"]
     objects = tuple(random_object(rng, split) for _ in range(int(rng.integers(1, 4))))
-    return Scene(seed, camera, float(speed), objects)
+    if split == "real":
+        from freeprop.data.photos import PHOTOS
+
+        world = f"photo:{rng.choice(sorted(PHOTOS))}"
+    else:
+        world = str(rng.choice(WORLDS, p=(0.3, 0.25, 0.25, 0.2)))
+    return Scene(
+        seed,
+        camera,
+        float(speed[camera]),
+        objects,
+        world=world,
+        palette=tuple(tuple(float(c) for c in rng.uniform(30, 220, 3)) for _ in range(2)),
+        pan_angle=float(rng.uniform(0, 2 * np.pi)),
+        zoom_speed=float(rng.uniform(-0.012, 0.012)),
+    )
+
+
+def _words(texture: str) -> str:
+    return "photographic" if texture.startswith("photo:") else texture
+
+
+def _other_texture(rng: np.random.Generator, split: str, current: str) -> str:
+    """A texture other than `current` (a photo edit recolours the cut-out with another photo or a procedural texture)."""
+    choices = [t for t in _allowed(TEXTURES, "texture", split) if t != current]
+    if split == "real":
+        from freeprop.data.photos import PHOTOS
+
+        choices = [f"photo:{p}" for p in sorted(PHOTOS) if f"photo:{p}" != current] or choices
+    return str(rng.choice(choices))
 
 
 def edit_scene(scene: Scene, task: str, rng: np.random.Generator, split: str) -> tuple[Scene, str, int]:
@@ -236,24 +355,24 @@ def edit_scene(scene: Scene, task: str, rng: np.random.Generator, split: str) ->
         new = replace(
             obj,
             shape=str(rng.choice(shapes)),
-            texture=str(rng.choice(_allowed(TEXTURES, "texture", split))),
+            texture=_random_texture(rng, split),
             color=tuple(float(c) for c in rng.uniform(30, 230, 3)),
         )
         objects[k] = new
-        instruction = f"replace the {obj.texture} {obj.shape} with a {new.texture} {new.shape}"
+        instruction = (
+            f"replace the {_words(obj.texture)} {obj.shape} with a {_words(new.texture)} {new.shape}"
+        )
     elif task == "removal":
         objects.pop(k)
-        instruction = f"remove the {obj.texture} {obj.shape}"
+        instruction = f"remove the {_words(obj.texture)} {obj.shape}"
     elif task == "modification":
         if rng.random() < 0.5:
             new = replace(
                 obj,
                 color=tuple(float(255 - c) for c in obj.color),
-                texture=str(
-                    rng.choice([t for t in _allowed(TEXTURES, "texture", split) if t != obj.texture])
-                ),
+                texture=_other_texture(rng, split, obj.texture),
             )
-            instruction = f"make the {obj.shape} {new.texture} in another colour"
+            instruction = f"make the {obj.shape} {_words(new.texture)} in another colour"
         else:
             new = replace(obj, size=obj.size * float(rng.choice([0.7, 1.4])))
             instruction = f"make the {obj.shape} {'bigger' if new.size > obj.size else 'smaller'}"
@@ -293,7 +412,8 @@ def make_pair(
         "seed": seed,
         "camera": scene.camera,
         "objects": len(scene.objects),
-        "generator": "freeprop.synthetic/1",
+        "world": scene.world,
+        "generator": GENERATOR,
     }
     return Pair(
         sample_id=sample_id(seed, split, task, frames, height, width),

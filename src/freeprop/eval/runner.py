@@ -361,7 +361,7 @@ def predict_with_freeprop(
     bench: Bench,
     folder: Path,
     model: str | None = None,
-    steps: int = 30,
+    steps: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     dtype=None,

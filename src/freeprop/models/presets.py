@@ -45,6 +45,14 @@ class FreePropConfig:
     predictor_heads: int = 4
     predictor_pool: int = 4
     alpha_t_max: float = 4.0
+    # What the flow is learned over (beyond the paper, which generates the target latent itself):
+    # False = x₀ is the target latent; True = x₀ is the edit's residual z_tgt − z_src, and the sampler
+    # adds z_src back, so "change nothing" is the zero residual (the bundled CPU model; see README).
+    predicts_residual: bool = False
+    # What the network outputs: "velocity" v = ε − x₀ (Wan, the paper) or "sample" x̂₀ itself, from which
+    # the sampler derives v = (x_t − x̂₀)/σ. With "sample" the noise passes through the ODE exactly and a
+    # small network only has to model x₀ (for a residual model, "change nothing" is an output of 0).
+    prediction: str = "velocity"
     head_map: dict | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -76,6 +84,8 @@ class FreePropConfig:
             raise ValueError(f"qk_norm must be 'rms_norm_across_heads', got {self.qk_norm!r}")
         if self.alpha_t_max <= 1:
             raise ValueError(f"alpha_t_max must be > 1, got {self.alpha_t_max}")
+        if self.prediction not in ("velocity", "sample"):
+            raise ValueError(f"prediction must be 'velocity' or 'sample', got {self.prediction!r}")
 
     @property
     def dim(self) -> int:
@@ -116,6 +126,8 @@ class FreePropConfig:
             predictor_heads=self.predictor_heads,
             predictor_pool=self.predictor_pool,
             alpha_t_max=self.alpha_t_max,
+            predicts_residual=self.predicts_residual,
+            prediction=self.prediction,
         )
 
 
@@ -156,6 +168,8 @@ PRESETS: dict[str, FreePropConfig] = {
         predictor_layers=1,
         predictor_heads=2,
         predictor_pool=2,
+        predicts_residual=True,  # generate z_tgt − z_src: the small model learns the edit, not the video
+        prediction="sample",  # output x̂₀ (the residual), not the velocity: no noise to reproduce
     ),
     # Wan2.1-Fun-1.3B-Control: dim 1536, 12 heads × 128, 30 layers, ffn 8960, + mask M (4 channels).
     "wan2.1-fun-1.3b-control": FreePropConfig(

@@ -58,6 +58,8 @@ class FreePropTransformer(WanTransformer3DModel):
         head_map: `{layer: ["spatial"|"temporal", ...]}`; None = `default_head_map` (even/odd split).
         predictor_*: size of the `AlphaPredictor` (a few hundred thousand parameters at the defaults).
         alpha_t_max: α_T ranges over (1/alpha_t_max, alpha_t_max).
+        predicts_residual: the flow's x₀ is z_tgt − z_src (see `target_latents`); False = z_tgt (the paper).
+        prediction: the output is the velocity ("velocity", the paper) or x̂₀ ("sample"); see `velocity`.
     """
 
     _keep_in_fp32_modules = [*WanTransformer3DModel._keep_in_fp32_modules, "alpha_predictor"]
@@ -93,7 +95,11 @@ class FreePropTransformer(WanTransformer3DModel):
         predictor_heads: int = 4,
         predictor_pool: int = 4,
         alpha_t_max: float = 4.0,
+        predicts_residual: bool = False,
+        prediction: str = "velocity",
     ):
+        if prediction not in ("velocity", "sample"):
+            raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
         if in_channels < 3 * out_channels:
             raise ValueError(
                 f"in_channels={in_channels} < 3·out_channels={3 * out_channels}: FFP input needs noisy, source "
@@ -137,6 +143,22 @@ class FreePropTransformer(WanTransformer3DModel):
     @property
     def mask_channels(self) -> int:
         return self.config.in_channels - 3 * self.config.out_channels
+
+    def target_latents(self, x0: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """What the flow generates for target latents `x0` given source latents: x0, or x0 − source."""
+        return x0 - source if self.config.predicts_residual else x0
+
+    def output_latents(self, generated: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """The target latents from what the flow generated (inverse of `target_latents`)."""
+        return generated + source if self.config.predicts_residual else generated
+
+    def velocity(self, output: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """The flow velocity from the network's output: itself, or (x_t − x̂₀)/σ for a sample predictor."""
+        if self.config.prediction == "velocity":
+            return output
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=output.device).clamp(min=1e-3)
+        sigma = sigma.view(-1, *[1] * (output.ndim - 1)) if sigma.ndim else sigma
+        return (x_t.float() - output.float()) / sigma
 
     def init_buffers(self) -> None:
         """(Re)build the non-persistent buffers (RoPE tables, head types), e.g. after loading onto `meta`."""

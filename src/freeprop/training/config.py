@@ -83,6 +83,10 @@ class LossConfig:
     teacher: str = "self"
     distill_start_step: int = 0
     distill_warmup_steps: int = 0
+    # Loss weighting by edit mask (ours; the paper weights L_FM uniformly): latent positions where the
+    # target differs from the source weigh 1 + edit_weight in L_FM, so a small edit is not drowned by
+    # the unedited majority of the frame. 0 = uniform.
+    edit_weight: float = 0.0
     timestep_sampling: str = "uniform"  # uniform (over shifted sigmas) | logit_normal
     shift: float = 5.0  # VideoX-Fun wan_civitai.yaml
     logit_mean: float = 0.0
@@ -126,6 +130,8 @@ class TrainConfig:
             )
         if self.loss.timestep_sampling not in ("uniform", "logit_normal"):
             raise FreePropInputError("loss.timestep_sampling must be 'uniform' or 'logit_normal'")
+        if self.loss.edit_weight < 0:
+            raise FreePropInputError(f"loss.edit_weight must be ≥ 0, got {self.loss.edit_weight}")
         for name in ("batch_size", "grad_accum", "save_every", "log_every", "epochs"):
             if getattr(self, name) < 1:
                 raise FreePropInputError(f"{name} must be ≥ 1, got {getattr(self, name)}")

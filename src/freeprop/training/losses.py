@@ -71,6 +71,24 @@ def add_noise(
     return (1 - s) * x0 + s * noise, noise - x0
 
 
+def edit_weights(target: torch.Tensor, source: torch.Tensor, edit_weight: float, tol: float = 1e-3):
+    """Per-position loss weights `(B, 1, F', h, w)`: 1 + edit_weight where any channel of the target
+    latent differs from the source's by more than `tol`, else 1; None when `edit_weight` is 0."""
+    if not edit_weight:
+        return None
+    edited = ((target - source).abs().amax(dim=1, keepdim=True) > tol).to(target.dtype)
+    return 1 + edit_weight * edited
+
+
+def fm_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None):
+    """L_FM = mean ‖v̂ − v‖², optionally weighted per position (weights broadcast over channels)."""
+    err = (prediction.float() - target.float()) ** 2
+    if weights is None:
+        return err.mean()
+    weights = weights.float().expand_as(err)
+    return (err * weights).sum() / weights.sum()
+
+
 # ----------------------------------------------------------------------------------------------
 # Self-distillation
 # ----------------------------------------------------------------------------------------------

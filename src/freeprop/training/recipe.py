@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -42,6 +41,8 @@ from freeprop.training.config import TrainConfig, to_dict
 from freeprop.training.data import LatentPairDataset
 from freeprop.training.losses import (
     add_noise,
+    edit_weights,
+    fm_loss,
     mmd_loss,
     motion_loss,
     prepare_features,
@@ -208,7 +209,8 @@ class Trainer:
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> StepResult:
         cfg, model = self.cfg.loss, self.model
         unwrapped = self.accelerator.unwrap_model(model)
-        x0, source, first, text = batch["target"], batch["source"], batch["first_frame"], batch["text"]
+        target, source, first, text = batch["target"], batch["source"], batch["first_frame"], batch["text"]
+        x0 = unwrapped.target_latents(target, source)  # z_tgt, or z_tgt − z_src for a residual model
         b, g = x0.shape[0], self.generator
         # 1. Noise and timesteps (Wan flow matching).
         sigma = sample_sigmas(b, self.sigmas, cfg.timestep_sampling, g, cfg.logit_mean, cfg.logit_std)
@@ -233,7 +235,9 @@ class Trainer:
         blocks = self.distill_blocks if distill else ()
         with self.accelerator.autocast():
             out = model(student_in, timestep, text_in, image, return_features=blocks)
-            loss_fm = F.mse_loss(out.sample.float(), v_target.float())
+            # L_FM on the velocity; a sample predictor (x̂₀) regresses x₀ itself (= σ²-weighted L_FM)
+            fm_target = x0 if unwrapped.config.prediction == "sample" else v_target
+            loss_fm = fm_loss(out.sample, fm_target, edit_weights(target, source, cfg.edit_weight))
         terms = {
             "fm": loss_fm.item(),
             "alpha_s": out.alpha_s.mean().item(),
@@ -244,7 +248,11 @@ class Trainer:
         # 3. Identity-propagation teacher: target as its own source, same x_t and t; the same network
         #    (loss.teacher = "self", the paper) or a frozen copy taken when distillation starts ("snapshot").
         if distill:
-            teacher_in = build_ffp_input(x_t, x0, first, unwrapped.mask_channels)
+            # A residual model's teacher generates its own residual (zero: source = target) from the
+            # same noise at the same σ, i.e. x_t = σ·ε; a target model's teacher sees the same x_t.
+            residual = unwrapped.config.predicts_residual
+            teacher_x = add_noise(torch.zeros_like(x0), noise, sigma.to(x0.device))[0] if residual else x_t
+            teacher_in = build_ffp_input(teacher_x, target, first, unwrapped.mask_channels)
             teacher_net = self._teacher() if cfg.teacher == "snapshot" else model
             with torch.no_grad(), self.accelerator.autocast():
                 teacher = teacher_net(

@@ -1,0 +1,170 @@
+"""Does a trained model use the edited first frame ẑ? Four measurements on held-out pairs.
+
+1. **Edit sensitivity**: sample with the true edited frame and again with the *unedited* source frame 0
+   (same noise, same steps); inside the edit mask, on frames t ≥ 1, how much does the output change,
+   as a fraction of how much the truth changes there (|target − source|)? 0 = ẑ is ignored, 1 = the
+   whole edit is carried.
+2. **Attention to frame 0**: the share of self-attention probability that queries of latent frames
+   t ≥ 1 put on frame-0 keys, per block, at σ = 0.5 (uniform attention would give 1/F').
+3. **L_FM per σ bucket**, with the true ẑ and with ẑ replaced by the source's frame 0: where the two are
+   equal, the network learned nothing from ẑ at that noise level.
+4. **Flicker and PSNR vs sampling steps**.
+
+    python benchmarks/diagnose.py MODEL_FOLDER [--pairs 12] [--data data/synth --split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from freeprop.data.pairs import PairDataset
+from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr
+from freeprop.models.transformer import build_ffp_input
+from freeprop.pipeline import TEXT_TOKENS, load_pipeline
+from freeprop.training.losses import add_noise
+from freeprop.video import to_tensor
+
+BUCKETS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+
+
+def sample(pipe, source, first, steps, seed=0):
+    return pipe(
+        source,
+        first,
+        num_inference_steps=steps,
+        replace_first_frame=False,
+        generator=torch.Generator().manual_seed(seed),
+    ).frames
+
+
+def edit_sensitivity(pipe, pairs, steps: int) -> float:
+    """Mean over pairs of |out(ẑ) − out(src₀)| / |target − source| inside the mask, frames ≥ 1."""
+    ratios = []
+    for pair in pairs:
+        mask = pair.mask[1:] > 0
+        if not mask.any():
+            continue
+        with_edit = sample(pipe, pair.source, pair.target[0], steps).astype(np.float32)
+        without = sample(pipe, pair.source, pair.source[0], steps).astype(np.float32)
+        moved = np.abs(with_edit - without)[1:][mask].mean()
+        truth = np.abs(pair.target.astype(np.float32) - pair.source)[1:][mask].mean()
+        ratios.append(moved / truth)
+    return float(np.mean(ratios))
+
+
+def latents(pipe, pair):
+    codec = pipe.codec
+    z_src = codec.encode(to_tensor(pair.source)[None])
+    z_tgt = codec.encode(to_tensor(pair.target)[None])
+    return (
+        z_src,
+        z_tgt,
+        codec.encode(to_tensor(pair.target[:1])[None]),
+        codec.encode(to_tensor(pair.source[:1])[None]),
+    )
+
+
+@torch.no_grad()
+def fm_per_bucket(pipe, pairs, draws: int = 8) -> dict[str, dict[str, float]]:
+    """L_FM per σ bucket with the true ẑ and with ẑ := source frame 0 (same noise and σ)."""
+    model = pipe.transformer
+    text = torch.zeros(1, TEXT_TOKENS, model.config.text_dim)
+    g = torch.Generator().manual_seed(0)
+    out = {f"{lo:.2f}-{hi:.2f}": {"true_edit": [], "unedited": []} for lo, hi in BUCKETS}
+    for pair in pairs:
+        z_src, z_tgt, z_edit, z_plain = latents(pipe, pair)
+        x0 = model.target_latents(z_tgt, z_src)
+        for lo, hi in BUCKETS:
+            for _ in range(draws // len(BUCKETS) or 1):
+                sigma = torch.empty(1).uniform_(lo, hi, generator=g)
+                noise = torch.randn(x0.shape, generator=g)
+                x_t, v = add_noise(x0, noise, sigma)
+                for name, first in (("true_edit", z_edit), ("unedited", z_plain)):
+                    x = build_ffp_input(x_t, z_src, first, model.mask_channels)
+                    pred = model(x, sigma * 1000, text).sample
+                    out[f"{lo:.2f}-{hi:.2f}"][name].append(float(((pred - v) ** 2).mean()))
+    return {b: {k: float(np.mean(v)) for k, v in m.items()} for b, m in out.items()}
+
+
+@torch.no_grad()
+def attention_to_first_frame(pipe, pairs, sigma: float = 0.5) -> list[float]:
+    """Per block: mean attention share of frame-(t ≥ 1) queries on frame-0 keys (heads, pairs averaged)."""
+    model = pipe.transformer
+    p_t, p_h, p_w = model.config.patch_size
+    shares: dict[int, list[float]] = {}
+
+    def capture(layer, q, k):  # q, k: (B, S, H, Dh) after RoPE
+        probs = torch.softmax(torch.einsum("bshd,bthd->bhst", q, k) / q.shape[-1] ** 0.5, dim=-1)
+        per_frame = tokens_per_frame
+        shares.setdefault(layer, []).append(float(probs[:, :, per_frame:, :per_frame].sum(-1).mean()))
+
+    processors = [block.attn1.processor for block in model.blocks]
+    for proc in processors:
+        proc.capture = capture
+    text = torch.zeros(1, TEXT_TOKENS, model.config.text_dim)
+    try:
+        for pair in pairs:
+            z_src, z_tgt, z_edit, _ = latents(pipe, pair)
+            tokens_per_frame = (z_src.shape[3] // p_h) * (z_src.shape[4] // p_w)
+            x0 = model.target_latents(z_tgt, z_src)
+            x_t, _ = add_noise(
+                x0, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)), torch.tensor([sigma])
+            )
+            model(
+                build_ffp_input(x_t, z_src, z_edit, model.mask_channels), torch.tensor([sigma * 1000]), text
+            )
+    finally:
+        for proc in processors:
+            proc.capture = None
+    return [float(np.mean(shares[i])) for i in sorted(shares)]
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", help="a pipeline folder")
+    parser.add_argument("--data", default="data/synth")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--pairs", type=int, default=12)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 20])
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+
+    pipe = load_pipeline(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    dataset = PairDataset(args.data, split=args.split)
+    pairs = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
+    local = [p for p in pairs if p.mask is not None]
+    frames = pipe.codec.encode(to_tensor(pairs[0].source)[None]).shape[2]
+    result = {
+        "model": args.model,
+        "edit_sensitivity": edit_sensitivity(pipe, local, 4),
+        "attention_to_frame0": attention_to_first_frame(pipe, pairs[:4]),
+        "attention_uniform_share": 1 / frames,
+        "fm_per_sigma": fm_per_bucket(pipe, pairs),
+        "by_steps": {},
+    }
+    for steps in args.steps:
+        outs = [
+            pipe(
+                p.source, p.target[0], num_inference_steps=steps, generator=torch.Generator().manual_seed(0)
+            ).frames
+            for p in pairs
+        ]
+        result["by_steps"][steps] = {
+            "psnr": float(np.mean([psnr(o, p.target) for o, p in zip(outs, pairs)])),
+            "flicker_ratio": float(np.mean([flicker_ratio(o, p.target) for o, p in zip(outs, pairs)])),
+        }
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
