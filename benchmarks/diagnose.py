@@ -6,8 +6,8 @@
    whole edit is carried.
 2. **Attention to frame 0**: the share of self-attention probability that queries of latent frames
    t ≥ 1 put on frame-0 keys, per block, at σ = 0.5 (uniform attention would give 1/F').
-3. **L_FM per σ bucket**, with the true ẑ and with ẑ replaced by the source's frame 0: where the two are
-   equal, the network learned nothing from ẑ at that noise level.
+3. **x₀ error per σ bucket** (‖x̂₀ − x₀‖² = σ²·L_FM), with the true ẑ and with ẑ replaced by the
+   source's frame 0: where the two are equal, the network learned nothing from ẑ at that noise level.
 4. **Flicker and PSNR vs sampling steps**.
 
     python benchmarks/diagnose.py MODEL_FOLDER [--pairs 12] [--data data/synth --split test]
@@ -85,8 +85,9 @@ def fm_per_bucket(pipe, pairs, draws: int = 8) -> dict[str, dict[str, float]]:
                 x_t, v = add_noise(x0, noise, sigma)
                 for name, first in (("true_edit", z_edit), ("unedited", z_plain)):
                     x = build_ffp_input(x_t, z_src, first, model.mask_channels)
-                    pred = model(x, sigma * 1000, text).sample
-                    out[f"{lo:.2f}-{hi:.2f}"][name].append(float(((pred - v) ** 2).mean()))
+                    v_hat = model.velocity(model(x, sigma * 1000, text).sample, x_t, sigma)
+                    # compared as x̂₀ = x_t − σ·v̂ (= σ²·‖v̂ − v‖²), one scale for velocity and sample models
+                    out[f"{lo:.2f}-{hi:.2f}"][name].append(float(((sigma * (v_hat - v)) ** 2).mean()))
     return {b: {k: float(np.mean(v)) for k, v in m.items()} for b, m in out.items()}
 
 

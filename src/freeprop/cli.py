@@ -268,7 +268,9 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     splits = (("train", args.train), ("val", args.val), ("test", args.test), ("real", args.real))
     counts = {k: v for k, v in splits if v}
     height, width = args.size
-    written = write_synthetic(args.output, counts, args.frames, height, width, shard_size=args.shard_size)
+    written = write_synthetic(
+        args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion
+    )
     print(
         f"wrote {sum(written.values())} pairs to {args.output} ({', '.join(f'{k} {v}' for k, v in written.items())})"
     )
@@ -546,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=17)
     p.add_argument("--size", type=_parse_size, default=(64, 64), help="HEIGHTxWIDTH (default 64x64)")
     p.add_argument("--shard-size", type=int, default=64)
+    p.add_argument(
+        "--motion",
+        type=float,
+        default=1.0,
+        help="scale every camera and object motion (0 = still scenes: the first stage of the bundled "
+        "model's curriculum; default 1)",
+    )
     p.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser(

@@ -74,6 +74,15 @@ def test_scenes_vary_in_world_palette_and_camera():
     assert firsts.std(axis=0).min() > 10  # mean colours differ between scenes (generator 1: one palette)
 
 
+def test_motion_zero_gives_still_pairs_with_their_own_ids():
+    still = make_pair(9, "train", "swap", frames=5, height=32, width=32, motion=0)
+    moving = make_pair(9, "train", "swap", frames=5, height=32, width=32)
+    for video in (still.source, still.target):
+        assert (video == video[:1]).all()  # nothing moves: the edit stays where frame 0 has it
+    np.testing.assert_array_equal(still.source[0], moving.source[0])  # the same scene at t = 0
+    assert still.sample_id != moving.sample_id and still.meta["motion"] == 0
+
+
 def test_real_split_renders_photographs_with_exact_ground_truth():
     from freeprop.data.photos import PHOTOS, load_photo
 

@@ -263,3 +263,34 @@ def test_residual_model_learns_the_edit_residual(pairs, tmp_path, edit_weight, p
     goal = x0 if prediction == "sample" else v
     expected = fm_loss(pred, goal, edit_weights(batch["target"], batch["source"], edit_weight))
     assert terms["fm"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_two_processes_one_schedule_and_own_noise_per_rank(pairs, tmp_path):
+    """A real 2-process run (torchrun, world size 2): the logged LR follows one warm-up and one
+    monotone cosine over max_steps, and the two ranks draw different σ."""
+    import subprocess
+    import sys
+
+    from diffusers.optimization import get_scheduler
+
+    out = tmp_path / "ddp"
+    args = tiny_args(pairs, out, "max_steps=6", "optim.warmup_steps=2", "batch_size=1")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "freeprop.cli"]
+    subprocess.run([*command, "train", "configs/tiny.yaml", *args], env=env, check=True, capture_output=True)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 7))
+    optimizer = torch.optim.SGD(
+        [torch.nn.Parameter(torch.zeros(1))], lr=load_config("configs/tiny.yaml").optim.lr
+    )
+    reference = get_scheduler("cosine", optimizer, num_warmup_steps=2, num_training_steps=6)
+    expected = []
+    for _ in range(6):
+        optimizer.step()
+        reference.step()
+        expected.append(reference.get_last_lr()[0])
+    assert [r["lr"] for r in records] == pytest.approx(expected)
+    lrs = [r["lr"] for r in records][1:]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # one monotone decay after the warm-up
+    assert all(len(r["sigma_per_rank"]) == 2 for r in records)
+    assert any(r["sigma_per_rank"][0] != r["sigma_per_rank"][1] for r in records)

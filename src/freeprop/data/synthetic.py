@@ -382,17 +382,46 @@ def edit_scene(scene: Scene, task: str, rng: np.random.Generator, split: str) ->
     return replace(scene, objects=tuple(objects)), instruction, k
 
 
-def sample_id(seed: int, split: str, task: str, frames: int, height: int, width: int) -> str:
+def with_motion(scene: Scene, scale: float) -> Scene:
+    """`scene` with every motion (camera pan/zoom, object velocity, spin, growth) scaled by `scale`
+    (0 = a still scene): the curriculum's first stage, where the edit stays where frame 0 has it."""
+    objects = tuple(
+        replace(
+            o,
+            velocity=(o.velocity[0] * scale, o.velocity[1] * scale),
+            spin=o.spin * scale,
+            growth=o.growth**scale,
+        )
+        for o in scene.objects
+    )
+    return replace(
+        scene, camera_speed=scene.camera_speed * scale, zoom_speed=scene.zoom_speed * scale, objects=objects
+    )
+
+
+def sample_id(
+    seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0
+) -> str:
     """Deterministic id from everything that determines the pair (re-runs give the same id)."""
-    digest = hashlib.sha1(f"{split}/{seed}/{task}/{frames}/{height}x{width}".encode()).hexdigest()[:8]
+    key = f"{split}/{seed}/{task}/{frames}/{height}x{width}" + (f"/motion{motion:g}" if motion != 1 else "")
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{split}-{seed:07d}-{task}-{digest}"
 
 
 def make_pair(
-    seed: int, split: str, task: str, frames: int = 17, height: int = 64, width: int = 64, fps: float = 16.0
+    seed: int,
+    split: str,
+    task: str,
+    frames: int = 17,
+    height: int = 64,
+    width: int = 64,
+    fps: float = 16.0,
+    motion: float = 1.0,
 ) -> Pair:
-    """One deterministic (source, target) pair for `task`."""
+    """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`)."""
     scene = random_scene(seed, split)
+    if motion != 1:
+        scene = with_motion(scene, motion)
     rng = np.random.default_rng([seed, 1])
     source = render(scene, frames, height, width)
     if task == "stylization":
@@ -413,10 +442,11 @@ def make_pair(
         "camera": scene.camera,
         "objects": len(scene.objects),
         "world": scene.world,
+        "motion": motion,
         "generator": GENERATOR,
     }
     return Pair(
-        sample_id=sample_id(seed, split, task, frames, height, width),
+        sample_id=sample_id(seed, split, task, frames, height, width, motion),
         source=source,
         target=target,
         task=task,
@@ -440,6 +470,7 @@ def write_synthetic(
     width: int = 64,
     shard_size: int = 64,
     progress: bool = True,
+    motion: float = 1.0,
 ) -> dict[str, int]:
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
@@ -450,7 +481,7 @@ def write_synthetic(
             bar = tqdm(range(count), desc=f"synth {split}", disable=not progress)
             for i in bar:
                 seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
-                if sample_id(seed, split, task, frames, height, width) not in writer.done:
-                    writer.add(make_pair(seed, split, task, frames, height, width))
+                if sample_id(seed, split, task, frames, height, width, motion) not in writer.done:
+                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion))
             written[split] = count
     return written

@@ -136,7 +136,10 @@ class Trainer:
             raise FreePropInputError(f"loss.distill_blocks {self.distill_blocks} outside 0..{n_layers - 1}")
         self.sigmas = training_sigmas(cfg.loss.shift)
         self.teacher_model = None  # loss.teacher = "snapshot": frozen at the first distillation step
-        self.generator = torch.Generator().manual_seed(cfg.seed + 1)  # noise, timesteps, condition dropout
+        # noise, timesteps, condition dropout: one stream per rank (the same stream on every rank would
+        # train each global batch at one σ with one noise)
+        rank = self.accelerator.process_index
+        self.generator = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * rank)
 
     def _setup_data(self, dataset) -> None:
         cfg = self.cfg
@@ -176,8 +179,14 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
         )
+        # accelerate's prepared scheduler advances num_processes times per optimizer step (as in
+        # diffusers' training scripts), so its lengths are given in those units
+        world = self.accelerator.num_processes
         scheduler = get_scheduler(
-            cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=self.max_steps
+            cfg.schedule,
+            optimizer,
+            num_warmup_steps=cfg.warmup_steps * world,
+            num_training_steps=self.max_steps * world,
         )
         self.model, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
             self.model, optimizer, scheduler
@@ -240,6 +249,7 @@ class Trainer:
             loss_fm = fm_loss(out.sample, fm_target, edit_weights(target, source, cfg.edit_weight))
         terms = {
             "fm": loss_fm.item(),
+            "sigma": sigma.mean().item(),
             "alpha_s": out.alpha_s.mean().item(),
             "alpha_t": out.alpha_t.mean().item(),
         }
@@ -297,10 +307,12 @@ class Trainer:
         """Run to `max_steps` (or until SIGTERM/SIGINT); returns a summary dict."""
         cfg, acc = self.cfg, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1, default=str))
+        main = acc.is_main_process  # one process writes the run's files
+        if main:
+            (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1, default=str))
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        metrics_file = (self.out / "metrics.jsonl").open("a")
-        writer = self._tensorboard()
+        metrics_file = (self.out / "metrics.jsonl").open("a") if main else None
+        writer = self._tensorboard() if main else None
         start, start_step, recent = time.perf_counter(), self.step, []
         bar = tqdm(
             total=self.max_steps,
@@ -330,8 +342,11 @@ class Trainer:
                         "lr": self.lr_scheduler.get_last_lr()[0],
                         **terms,
                     }
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
+                    if acc.num_processes > 1:  # every rank's σ (each rank draws its own)
+                        record["sigma_per_rank"] = acc.gather(torch.tensor([terms["sigma"]])).tolist()
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps(record) + "\n")
+                        metrics_file.flush()
                     if writer is not None:
                         for key, value in record.items():
                             writer.add_scalar(f"train/{key}", value, self.step)
@@ -341,7 +356,8 @@ class Trainer:
                     on_step(self)
         finally:
             bar.close()
-            metrics_file.close()
+            if metrics_file is not None:
+                metrics_file.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         self.save_checkpoint()
@@ -362,7 +378,8 @@ class Trainer:
             "recent_mean": mean,
             "adapter": str(self.out / "adapter"),
         }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if main:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
 
     def _train_step(self) -> dict | None:
@@ -425,17 +442,22 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         acc = self.accelerator
+        root = self.out / "checkpoints"
+        final = root / f"step-{self.step:07d}"
+        tmp = root / f".step-{self.step:07d}.partial"
+        acc.wait_for_everyone()
+        if final.exists():
+            return final if acc.is_main_process else None
+        if acc.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        acc.wait_for_everyone()
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        torch.save(rng, tmp / f"rng-{acc.process_index}.pt")  # every rank has its own stream
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return None
-        root = self.out / "checkpoints"
-        root.mkdir(parents=True, exist_ok=True)
-        final = root / f"step-{self.step:07d}"
-        if final.exists():
-            return final
-        tmp = root / f".step-{self.step:07d}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
         if self.teacher_model is not None:  # resume must distil from the same frozen teacher
             save_file(
@@ -444,7 +466,6 @@ class Trainer:
             )
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(self.lr_scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({"torch": torch.get_rng_state(), "generator": self.generator.get_state()}, tmp / "rng.pt")
         state = {
             "step": self.step,
             "epoch": self.epoch,
@@ -480,7 +501,8 @@ class Trainer:
             self.teacher_model.load_state_dict(load_file(str(path / "teacher.safetensors")))
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         self.lr_scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        rng = torch.load(path / "rng.pt", weights_only=True)
+        rank_file = path / f"rng-{self.accelerator.process_index}.pt"
+        rng = torch.load(rank_file if rank_file.is_file() else path / "rng.pt", weights_only=True)
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["generator"])
         state = json.loads((path / "state.json").read_text())
