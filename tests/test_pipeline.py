@@ -183,19 +183,28 @@ def test_lora_adapter_loads_and_changes_output(tmp_path, clip):
     trained.transformer.add_adapter(
         LoraConfig(
             r=4,
-            lora_alpha=4,
+            lora_alpha=16,  # alpha ≠ rank: the metadata must carry it (diffusers' fallback is alpha = rank)
             init_lora_weights=False,
             target_modules=["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj"],
         )
     )
     torch.nn.init.normal_(trained.transformer.alpha_predictor.head_t.weight, std=0.5)
+    layers, heads = trained.transformer.config.num_layers, trained.transformer.config.num_attention_heads
+    classified = {str(i): ["temporal"] * heads for i in range(layers)}  # not the even/odd default
+    trained.transformer.set_head_map(classified)
     expected = run(trained, clip, edit).frames
     save_adapter(tmp_path / "adapter", trained.transformer)
 
     pipe.load_adapter(tmp_path / "adapter")
+    assert pipe.transformer.config.head_map == classified
     after = run(pipe, clip, edit).frames
     assert np.abs(after.astype(int) - before).max() > 0
     np.testing.assert_array_equal(after, expected)
+
+    default_map = {str(i): ["spatial", "temporal"] * (heads // 2) for i in range(layers)}
+    overridden = tiny_pipeline()
+    overridden.load_adapter(tmp_path / "adapter", head_map=default_map)
+    assert overridden.transformer.config.head_map == default_map
 
     fused = tiny_pipeline()
     fused.load_adapter(tmp_path / "adapter", fuse=True)

@@ -166,8 +166,15 @@ def _edit_with_model(args, frames, first, height, width, device, dtype):
             file=sys.stderr,
         )
     pipe = load_pipeline(model, args.weights, args.vae, args.scheduler, args.shift, dtype)
+    head_map = None
+    if args.head_map:
+        from freeprop.models.heads import read_head_map
+
+        head_map = read_head_map(args.head_map)
     if args.lora:
-        pipe.load_adapter(args.lora, fuse=args.fuse_lora)
+        pipe.load_adapter(args.lora, fuse=args.fuse_lora, head_map=head_map)
+    elif head_map is not None:
+        pipe.transformer.set_head_map(head_map)
     pipe.to(device)
     if args.attention_backend:
         pipe.transformer.set_attention_backend(args.attention_backend)
@@ -474,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", help="adapter folder written by training (or a LoRA .safetensors file)")
     p.add_argument(
         "--fuse-lora", action="store_true", help="merge the LoRA into the weights (faster inference)"
+    )
+    p.add_argument(
+        "--head-map",
+        help="spatial/temporal head map JSON (freeprop heads classify); default: the one saved with --lora",
     )
     p.add_argument("--prompt", help="optional text describing the edited video (needs a text encoder)")
     p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")

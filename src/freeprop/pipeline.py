@@ -22,6 +22,7 @@ checkpoints with an image branch, as Fun-Control has).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -189,6 +190,7 @@ TRAINED_MODULES = (
     "trained_modules.safetensors"  # fully trained modules beside the LoRA (AST-RoPE predictor, M channels)
 )
 TRAINED_MODULE_PREFIXES = ("alpha_predictor.", "patch_embedding.")
+ADAPTER_CONFIG = "freeprop_adapter.json"  # what else the adapter needs: the head map it was trained with
 
 
 def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) -> Path:
@@ -196,7 +198,8 @@ def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) ->
 
     `folder/pytorch_lora_weights.safetensors` holds the peft LoRA layers under `transformer.` (as
     diffusers' `save_lora_weights`); `folder/trained_modules.safetensors` holds the AlphaPredictor and
-    `patch_embedding` (the mask channels M train fully, paper §4.1–4.2).
+    `patch_embedding` (the mask channels M train fully, paper §4.1–4.2); `folder/freeprop_adapter.json`
+    the head map. The LoRA file's metadata carries its LoraConfig (rank, alpha, targets).
     """
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -204,9 +207,17 @@ def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) ->
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if getattr(transformer, "peft_config", None):
+        # the adapter's LoraConfig goes into the file's metadata (as diffusers' training scripts do), so
+        # load_lora_weights restores lora_alpha; without it diffusers reloads alpha = rank
+        config = next(iter(transformer.peft_config.values()))
         FreePropPipeline.save_lora_weights(
-            folder, transformer_lora_layers=get_peft_model_state_dict(transformer)
+            folder,
+            transformer_lora_layers=get_peft_model_state_dict(transformer),
+            transformer_lora_adapter_metadata=config.to_dict(),
         )
+    # the spatial/temporal head map AST-RoPE was trained with (§8.1), restored by load_adapter
+    with atomic_path(folder / ADAPTER_CONFIG) as tmp:
+        tmp.write_text(json.dumps({"head_map": transformer.config.head_map}, indent=1))
     trained = {
         k: v.detach().contiguous().cpu()
         for k, v in transformer.state_dict().items()
@@ -267,7 +278,6 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         (diffusers schedulers and `AutoencoderKLWan`, transformers' UMT5 / CLIP), never with
         `trust_remote_code`. `kwargs` override entries of `model_index.json` (e.g. `window_frames`).
         """
-        import json
 
         import diffusers
         import transformers
@@ -360,9 +370,15 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return self.image_encoder(**inputs, output_hidden_states=True).hidden_states[-2].to(device)
 
     def load_adapter(
-        self, path: str | os.PathLike, fuse: bool = False, adapter_name: str = "freeprop"
+        self,
+        path: str | os.PathLike,
+        fuse: bool = False,
+        adapter_name: str = "freeprop",
+        head_map: dict | None = None,
     ) -> None:
-        """Load a fine-tuning result written by `save_adapter` (a folder), or a bare LoRA `.safetensors` file."""
+        """Load a fine-tuning result written by `save_adapter` (a folder), or a bare LoRA `.safetensors` file.
+
+        The head map saved with the adapter is installed too (`head_map` overrides it)."""
         from freeprop.models.loading import read_safetensors
 
         path = Path(path)
@@ -381,6 +397,11 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     f"{trained}: does not fit this model (keys {bad[:3]}); was it trained on it?"
                 )
             self.transformer.load_state_dict(state, strict=False)
+        config = path / ADAPTER_CONFIG if path.is_dir() else None
+        if head_map is not None:
+            self.transformer.set_head_map(head_map)
+        elif config is not None and config.is_file():
+            self.transformer.set_head_map(json.loads(config.read_text()).get("head_map"))
         if lora.is_file():
             try:
                 self.load_lora_weights(str(lora), adapter_name=adapter_name)
