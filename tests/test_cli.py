@@ -251,3 +251,19 @@ def test_edit_with_flow_warp_method(tmp_path, edit_inputs):
         main(["edit", str(source), str(edit), "-o", str(out), "--method", "flow-warp", "--frames", "9"]) == 0
     )
     assert read_video(out).frames.shape == (9, 32, 48, 3)
+
+
+def test_edit_default_method_follows_the_options(tmp_path, edit_inputs, capsys):
+    """No model option: the method measured best on real footage; any model option: the model."""
+    from freeprop.cli import DEFAULT_EDIT_METHOD
+
+    source, edit = edit_inputs
+    assert main(["edit", str(source), str(edit), "-o", str(tmp_path / "a.mp4")]) == 0
+    assert f"method {DEFAULT_EDIT_METHOD};" in capsys.readouterr().out
+    assert (
+        main(
+            ["edit", str(source), str(edit), "-o", str(tmp_path / "b.mp4"), "--model", "tiny", "--steps", "1"]
+        )
+        == 0
+    )
+    assert "method freeprop;" in capsys.readouterr().out
