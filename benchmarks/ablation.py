@@ -5,13 +5,13 @@ shared point too: the bundled run's final weights — a model that already propa
 AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then fine-tunes
 for the same steps and data, once per seed:
 
-    python benchmarks/ablation.py --make-base runs/small/checkpoints/step-0002000/trainable.safetensors runs/abl-base.safetensors
+    python benchmarks/ablation.py --make-base runs/small/checkpoints/step-0001200/trainable.safetensors runs/abl-base.safetensors
     for seed in 0 1; do for v in baseline ast_rope full; do
       freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl-base.safetensors seed=$seed \\
-          max_steps=100 optim.lr=2e-4 optim.warmup_steps=10 loss.teacher=snapshot \\
+          max_steps=60 optim.lr=2e-4 optim.warmup_steps=5 loss.teacher=snapshot \\
           loss.lambda_motion=0.5 loss.lambda_mmd=0.1 save_every=1000 output_dir=runs/abl-$v-s$seed
     done; done
-    python benchmarks/ablation.py --runs runs/abl-*-s0 runs/abl-*-s1
+    python benchmarks/ablation.py --runs runs/abl-*-s0 runs/abl-*-s1 --steps 2
 
 Runs named `<arm>-s<seed>` are grouped by arm: the table gives the mean over seeds and, after ±,
 half the spread (max − min) / 2. Metrics per task: PSNR, SSIM, masked PSNR (local edits), flicker
