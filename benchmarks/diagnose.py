@@ -97,11 +97,12 @@ def attention_to_first_frame(pipe, pairs, sigma: float = 0.5) -> list[float]:
     model = pipe.transformer
     p_t, p_h, p_w = model.config.patch_size
     shares: dict[int, list[float]] = {}
+    grid = {}  # tokens per latent frame of the clip being run
 
     def capture(layer, q, k):  # q, k: (B, S, H, Dh) after RoPE
         probs = torch.softmax(torch.einsum("bshd,bthd->bhst", q, k) / q.shape[-1] ** 0.5, dim=-1)
-        per_frame = tokens_per_frame
-        shares.setdefault(layer, []).append(float(probs[:, :, per_frame:, :per_frame].sum(-1).mean()))
+        n = grid["tokens"]
+        shares.setdefault(layer, []).append(float(probs[:, :, n:, :n].sum(-1).mean()))
 
     processors = [block.attn1.processor for block in model.blocks]
     for proc in processors:
@@ -110,7 +111,7 @@ def attention_to_first_frame(pipe, pairs, sigma: float = 0.5) -> list[float]:
     try:
         for pair in pairs:
             z_src, z_tgt, z_edit, _ = latents(pipe, pair)
-            tokens_per_frame = (z_src.shape[3] // p_h) * (z_src.shape[4] // p_w)
+            grid["tokens"] = (z_src.shape[3] // p_h) * (z_src.shape[4] // p_w)
             x0 = model.target_latents(z_tgt, z_src)
             x_t, _ = add_noise(
                 x0, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)), torch.tensor([sigma])

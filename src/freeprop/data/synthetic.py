@@ -166,8 +166,7 @@ def _world(scene: Scene, height: int, width: int) -> np.ndarray:
     if scene.world == "legacy":  # generator 1's world: one fixed green-blue noise + stripes mix
         world = _texture("noise", h2, w2, scene.palette[0], scene.seed, scale=height)
         return 0.6 * world + 0.4 * _texture("stripes", h2, w2, scene.palette[1], scene.seed, height)
-    texture = _texture(scene.world, h2, w2, scene.palette[0], scene.seed, scale=height)
-    return texture
+    return _texture(scene.world, h2, w2, scene.palette[0], scene.seed, scale=height)
 
 
 def _shape_mask(shape: str, size: int) -> np.ndarray:
