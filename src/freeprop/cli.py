@@ -284,6 +284,10 @@ def cmd_data_finetune_vace(args: argparse.Namespace) -> None:
 def cmd_data_synth(args: argparse.Namespace) -> None:
     from freeprop.data.synthetic import write_synthetic
 
+    if args.motion < 0:
+        raise FreePropInputError(
+            f"--motion {args.motion:g}: must be ≥ 0 (0 = still scenes, 1 = as generated)"
+        )
     splits = (("train", args.train), ("val", args.val), ("test", args.test), ("real", args.real))
     counts = {k: v for k, v in splits if v}
     height, width = args.size

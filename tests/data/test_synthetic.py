@@ -124,3 +124,25 @@ def test_synth_cli_writes_pair_format_and_resumes(tmp_path, capsys):
     before = sorted(p.name for p in out.iterdir())
     assert main(args) == 0  # a re-run skips what is done
     assert sorted(p.name for p in out.iterdir()) == before and len(read_index(out)) == 9
+
+
+def test_synth_cli_rejects_negative_motion(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                str(tmp_path / "s"),
+                "--train",
+                "1",
+                "--val",
+                "0",
+                "--test",
+                "0",
+                "--motion",
+                "-1",
+            ]
+        )
+        == 2
+    )
+    assert "--motion" in capsys.readouterr().err and not (tmp_path / "s").exists()
