@@ -135,3 +135,13 @@ def tiny_qwen_vl():
         bos_token_id=ids["<|endoftext|>"], eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
     return Qwen2_5_VLForConditionalGeneration(config).eval(), processor
+
+
+def exit_code(argv: list[str]) -> int:
+    """`freeprop ARGV`'s exit status, whether `main` returns it or argparse exits with it."""
+    from freeprop.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code

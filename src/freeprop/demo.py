@@ -19,6 +19,7 @@ import torch
 
 from freeprop.baselines.flow_warp import propagate
 from freeprop.data.synthetic import SPLIT_SEEDS, make_pair
+from freeprop.defaults import bundled_model_path
 from freeprop.eval.metrics.ground_truth import all_metrics
 from freeprop.video import atomic_path, write_image, write_video
 
@@ -40,6 +41,7 @@ def run_demo(
     steps: int | None = None,
     size: int = 128,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict:
     """Write the demo into `output` (created if missing); returns the metrics per case and method."""
     from freeprop.pipeline import load_pipeline
@@ -49,7 +51,9 @@ def run_demo(
     pipe = load_pipeline(model or default_model())
     pipe.set_progress_bar_config(disable=True)
     report = {}
-    for task, pair_seed in DEMO_CASES:
+    from tqdm.auto import tqdm
+
+    for task, pair_seed in tqdm(DEMO_CASES, desc="demo", unit="case", disable=not progress):
         pair = make_pair(pair_seed, "test", task, frames=17, height=size, width=size)
         edit = pair.target[0]  # the "user's" edited first frame
         start = time.perf_counter()
@@ -93,9 +97,7 @@ def run_demo(
 
 def default_model() -> str:
     """The bundled trained model if the package ships it, else the random `tiny` preset."""
-    from importlib import resources
-
-    bundled = Path(str(resources.files("freeprop") / "assets" / "freeprop-small"))
+    bundled = bundled_model_path()
     return str(bundled) if (bundled / "model_index.json").is_file() else "tiny"
 
 

@@ -39,6 +39,7 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from freeprop.codecs import WanVAECodec, latent_num_frames, pixel_codec_for
+from freeprop.defaults import SAMPLING
 from freeprop.errors import FreePropInputError
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
 from freeprop.video import atomic_path, from_tensor, resize_cover_crop, to_tensor
@@ -47,7 +48,7 @@ TEXT_TOKENS = 512  # Wan pads umT5 output to 512 tokens (its I2V cross-attention
 IMAGE_TOKENS = 257  # CLIP ViT-H/14 penultimate hidden states at 224 px
 
 
-def make_scheduler(kind: str = "unipc", shift: float = 3.0):
+def make_scheduler(kind: str = SAMPLING.scheduler, shift: float = SAMPLING.shift):
     """Flow-matching scheduler. Wan's defaults: UniPC, shift 3.0 at 480p and 5.0 at 720p."""
     if kind == "unipc":
         return UniPCMultistepScheduler(
@@ -65,7 +66,7 @@ def load_pipeline(
     model: str | os.PathLike = "tiny",
     weights: str | os.PathLike | None = None,
     vae: str | os.PathLike | None = None,
-    scheduler: str = "unipc",
+    scheduler: str = SAMPLING.scheduler,
     shift: float | None = None,
     torch_dtype: torch.dtype = torch.float32,
 ) -> FreePropPipeline:
@@ -88,8 +89,8 @@ def load_pipeline(
     spec = Path(model)
     if (spec / "model_index.json").is_file():
         pipe = FreePropPipeline.from_pretrained(spec, torch_dtype=torch_dtype)
-        if shift is not None or scheduler != "unipc":
-            pipe.scheduler = make_scheduler(scheduler, 3.0 if shift is None else shift)
+        if shift is not None or scheduler != SAMPLING.scheduler:
+            pipe.scheduler = make_scheduler(scheduler, SAMPLING.shift if shift is None else shift)
         return pipe
     preset = PRESETS.get(os.fspath(model)) if weights is not None else None
     fun_control = False
@@ -121,7 +122,7 @@ def load_pipeline(
         sub = "vae" if (vae_path / "vae").is_dir() else None
         vae_model = AutoencoderKLWan.from_pretrained(vae_path, subfolder=sub, torch_dtype=torch.float32)
     return FreePropPipeline(
-        transformer.eval(), make_scheduler(scheduler, 3.0 if shift is None else shift), vae=vae_model
+        transformer.eval(), make_scheduler(scheduler, SAMPLING.shift if shift is None else shift), vae=vae_model
     )
 
 
@@ -425,11 +426,11 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int | None = None,
-        guidance_scale: float = 5.0,
+        guidance_scale: float = SAMPLING.guidance_scale,
         generator: torch.Generator | None = None,
         output_type: str = "np",
         window_frames: int | None = None,
-        overlap: int = 1,
+        overlap: int = SAMPLING.overlap,
         replace_first_frame: bool = True,
         residual_upscale: bool | None = None,
         callback: Callable[[int, int], None] | None = None,
@@ -451,7 +452,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             callback: called as `callback(step, total_steps)` after each denoising step.
         """
         # 1. Validate and bring inputs to the model's size and frame count.
-        num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or 30
+        num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or SAMPLING.steps
         frames = _as_frames(source_video)
         edit = _as_image(first_frame)
         src_h, src_w = frames.shape[1:3]

@@ -294,3 +294,25 @@ def test_two_processes_one_schedule_and_own_noise_per_rank(pairs, tmp_path):
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # one monotone decay after the warm-up
     assert all(len(r["sigma_per_rank"]) == 2 for r in records)
     assert any(r["sigma_per_rank"][0] != r["sigma_per_rank"][1] for r in records)
+
+
+def test_interrupted_cli_run_exits_130_and_its_hint_resumes_with_the_overrides(pairs, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    import freeprop.training.recipe as recipe
+
+    real_train = recipe.train
+
+    def sigterm_after_step_1(cfg, resume=False):
+        return real_train(cfg, resume=resume, on_step=lambda t: t.step == 1 and os.kill(os.getpid(), signal.SIGTERM))
+
+    monkeypatch.setattr(recipe, "train", sigterm_after_step_1)
+    out = tmp_path / "run with space"
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out, "max_steps=3")]) == 130
+    hint = capsys.readouterr().err.split("continue with: ")[1].strip()
+    argv = shlex.split(hint)
+    assert argv[:3] == ["freeprop", "train", "configs/tiny.yaml"] and argv[-1] == "--resume"
+    assert f"output_dir={out}" in argv and "max_steps=3" in argv  # the user's overrides survive
+    monkeypatch.setattr(recipe, "train", real_train)
+    assert main(argv[1:]) == 0  # run as printed, it finishes the same run
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3

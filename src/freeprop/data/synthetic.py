@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from freeprop.data.pairs import Pair, PairWriter
+from freeprop.defaults import SYNTH
 
 SHAPES = ("circle", "square", "triangle", "hexagon", "star")
 TEXTURES = ("stripes", "checker", "noise", "gradient", "dots", "fractal", "cells", "marble")
@@ -464,12 +465,12 @@ TASKS = (*LOCAL_TASKS, "stylization")
 def write_synthetic(
     root,
     counts: dict[str, int],
-    frames: int = 17,
-    height: int = 64,
-    width: int = 64,
-    shard_size: int = 64,
+    frames: int = SYNTH.frames,
+    height: int = SYNTH.height,
+    width: int = SYNTH.width,
+    shard_size: int = SYNTH.shard_size,
     progress: bool = True,
-    motion: float = 1.0,
+    motion: float = SYNTH.motion,
 ) -> dict[str, int]:
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm

@@ -191,6 +191,17 @@ def read_head_map(path: str | Path) -> dict:
         raise FreePropInputError(f"{path}: no such head-map file; run `freeprop heads classify` first")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FreePropInputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    return data.get("head_map", data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FreePropInputError(f"{path}: not a JSON head map ({err})") from None
+    head_map = data.get("head_map", data) if isinstance(data, dict) else data
+    kinds = ("spatial", "temporal")
+    well_formed = isinstance(head_map, dict) and head_map and all(
+        str(layer).isdigit() and isinstance(row, list) and row and all(k in kinds for k in row)
+        for layer, row in head_map.items()
+    )
+    if not well_formed:
+        raise FreePropInputError(
+            f"{path}: not a head map; expected {{\"0\": [\"spatial\", \"temporal\", …], …}} "
+            "as written by `freeprop heads classify`"
+        )
+    return head_map

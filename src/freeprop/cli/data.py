@@ -1,0 +1,209 @@
+"""`freeprop data`: synthesise, build, inspect and review datasets in the pair format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from freeprop.cli.common import (
+    add_device_options,
+    device_and_dtype,
+    non_negative_int,
+    parse_size,
+    positive_int,
+)
+from freeprop.defaults import SYNTH
+from freeprop.errors import FreePropInputError
+
+
+def add_parser(sub) -> None:
+    data = sub.add_parser("data", help="datasets in the pair format (tar shards + index.parquet)")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    for add in (_add_synth, _add_build, _add_review, _add_finetune_vace, _add_inspect):
+        add(data_sub)
+
+
+# ----------------------------------------------------------------------------------------------
+# synth
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="procedural (source, edited) pairs with exact ground truth",
+        description="Swap / removal / modification (local) and stylization (global) pairs of textured scenes "
+        "with camera and object motion. Deterministic by seed; splits use disjoint seeds and the test split "
+        "holds out a shape, a texture and a style. Re-running resumes (done samples are skipped).",
+    )
+    p.add_argument("output", help="output folder")
+    for split, what in (("train", "training pairs"), ("val", "validation pairs"), ("test", "test pairs")):
+        default = getattr(SYNTH, split)
+        p.add_argument(f"--{split}", type=non_negative_int, default=default, help=f"{what} (default {default})")
+    p.add_argument(
+        "--real", type=non_negative_int, default=SYNTH.real,
+        help="pairs of the `real` split: photographs (scikit-learn's and matplotlib's samples) panned, "
+        f"zoomed and cut out, with exact ground truth; for validation only (default {SYNTH.real})",
+    )
+    p.add_argument("--frames", type=positive_int, default=SYNTH.frames, help=f"frames per clip (default {SYNTH.frames})")
+    p.add_argument("--size", type=parse_size, default=(SYNTH.height, SYNTH.width),
+                   help=f"HEIGHTxWIDTH, even (default {SYNTH.height}x{SYNTH.width})")
+    p.add_argument("--shard-size", type=positive_int, default=SYNTH.shard_size,
+                   help=f"pairs per tar shard (default {SYNTH.shard_size})")
+    p.add_argument(
+        "--motion", type=float, default=SYNTH.motion,
+        help="scale every camera and object motion (0 = still scenes: the first stage of the bundled "
+        f"model's curriculum; default {SYNTH.motion:g})",
+    )
+    p.set_defaults(func=cmd_data_synth)
+
+
+def cmd_data_synth(args: argparse.Namespace) -> None:
+    from freeprop.data.synthetic import write_synthetic
+
+    if args.motion < 0:
+        raise FreePropInputError(f"--motion {args.motion:g}: must be ≥ 0 (0 = still scenes, 1 = as generated)")
+    height, width = args.size
+    if height % 2 or width % 2:
+        raise FreePropInputError(f"--size {height}x{width}: height and width must be even (video encoders need it)")
+    splits = (("train", args.train), ("val", args.val), ("test", args.test), ("real", args.real))
+    counts = {k: v for k, v in splits if v}
+    if not counts:
+        raise FreePropInputError("nothing to write: every split count is 0")
+    written = write_synthetic(
+        args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion
+    )
+    print(f"wrote {sum(written.values())} pairs to {args.output} ({', '.join(f'{k} {v}' for k, v in written.items())})")
+
+
+# ----------------------------------------------------------------------------------------------
+# build (paper §3)
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_build(sub) -> None:
+    p = sub.add_parser(
+        "build",
+        help="build FFP-300K-style pairs: local (swap/removal) and global (stylization) tracks",
+        description="Runs the paper's two-track construction pipeline (§3) from a YAML config (see "
+        "configs/data/ffp300k.yaml): Qwen2.5-VL analysis and captions, Grounding DINO + SAM2 masks, VACE "
+        "synthesis, Wan I2V and depth for stylization, VLM quality control, dedup, and the pair writer. "
+        "Resumable: with --resume, committed samples are skipped; per-sample failures are recorded.",
+    )
+    p.add_argument("config", help="build config YAML")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. models.device=cuda local.frames=33")
+    p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
+    p.add_argument("--limit", type=positive_int, help="build at most N new samples")
+    p.add_argument("--resume", action="store_true", help="continue a dataset that already has an index")
+    p.set_defaults(func=cmd_data_build)
+
+
+def cmd_data_build(args: argparse.Namespace) -> None:
+    from freeprop.data.build import load_build_config, run_build
+
+    cfg = load_build_config(args.config, args.overrides)
+    if args.executor:
+        from dataclasses import replace
+
+        cfg = replace(cfg, execution=replace(cfg.execution, executor=args.executor))
+    summary = run_build(cfg, limit=args.limit, resume=args.resume)
+    print(summary.table())
+    print(f"wrote {cfg.output} (index.parquet, shards, build_summary.json)")
+
+
+# ----------------------------------------------------------------------------------------------
+# review and the VACE fine-tune (paper §3.3)
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_review(sub) -> None:
+    p = sub.add_parser(
+        "review",
+        help="HTML page to accept / reject candidate pairs (the removal curation of §3.3)",
+        description="Writes OUTPUT/index.html with every pair of TASK side by side (source | edit). With --serve "
+        "it is served on 127.0.0.1 and the Save button writes OUTPUT/decisions.json; without, Save downloads it.",
+    )
+    p.add_argument("dataset", help="pair-format folder")
+    p.add_argument("-o", "--output", required=True, help="review folder")
+    p.add_argument("--task", default="removal", help="which task to review (default removal)")
+    p.add_argument("--limit", type=positive_int, help="at most N pairs")
+    p.add_argument("--serve", type=_port, nargs="?", const=8765, help="serve on 127.0.0.1:PORT (default 8765)")
+    p.set_defaults(func=cmd_data_review)
+
+
+def _port(text: str) -> int:
+    port = non_negative_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {port}")
+    return port
+
+
+def cmd_data_review(args: argparse.Namespace) -> None:
+    from freeprop.data.curation import make_review_server, write_review
+
+    page = write_review(args.dataset, args.output, args.task, args.limit)
+    print(f"wrote {page}")
+    if args.serve is not None:
+        server = make_review_server(args.output, args.serve)
+        host, port = server.server_address[:2]
+        print(
+            f"review at http://{host}:{port}/index.html — decisions are saved to {args.output}/decisions.json; Ctrl-C to stop"
+        )
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+def _add_finetune_vace(sub) -> None:
+    p = sub.add_parser(
+        "finetune-vace",
+        help="LoRA-fine-tune VACE on the accepted removals (§3.3), to regenerate the removal subset",
+    )
+    p.add_argument("dataset", help="pair-format folder holding the reviewed removals")
+    p.add_argument("--decisions", required=True, help="decisions.json from `freeprop data review`")
+    p.add_argument("-o", "--output", required=True, help="LoRA folder to write")
+    p.add_argument("--vace", default="Wan-AI/Wan2.1-VACE-14B-diffusers", help="VACE diffusers folder or id")
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--rank", type=positive_int, default=64)
+    add_device_options(p)
+    p.set_defaults(func=cmd_data_finetune_vace)
+
+
+def cmd_data_finetune_vace(args: argparse.Namespace) -> None:
+    from freeprop.data.curation import finetune_vace, read_decisions
+    from freeprop.data.stages.synthesis import load_vace
+
+    decisions = read_decisions(args.decisions)
+    device, dtype = device_and_dtype(args.device, args.dtype)
+    pipe = load_vace(args.vace, device, dtype)
+    summary = finetune_vace(pipe, args.dataset, decisions, args.output, args.steps, args.lr, args.rank)
+    print(
+        f"wrote {args.output} (LoRA; {summary['accepted']} accepted removals, loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f})"
+    )
+    print(
+        f"regenerate the removals: freeprop data build CONFIG models.vace_lora={args.output} 'local.tasks=[removal]' output=NEW"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# inspect
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="statistics of a pair dataset and a contact sheet of pairs")
+    p.add_argument("dataset", help="pair-format folder (index.parquet + shards)")
+    p.add_argument("--contact-sheet", help="write a PNG of sample pairs here")
+    p.add_argument("--count", type=positive_int, default=12, help="pairs on the contact sheet (default 12)")
+    p.set_defaults(func=cmd_data_inspect)
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> None:
+    from freeprop.data.inspect import inspect
+
+    stats = inspect(args.dataset, args.contact_sheet, args.count)
+    print(json.dumps(stats, indent=1))
+    if args.contact_sheet and stats["status"].get("ok"):
+        print(f"wrote {args.contact_sheet} (source frame 0 | edited frame 0 | edited middle | mask)")

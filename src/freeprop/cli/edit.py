@@ -1,0 +1,245 @@
+"""`freeprop frame0` and `freeprop edit`: take frame 0 out, then carry its edit through the video.
+
+    freeprop frame0 clip.mp4                        → clip.frame0.png (edit it in any image editor)
+    freeprop edit clip.mp4 clip.frame0.png          → clip.edited.mp4
+    freeprop edit FOLDER | MANIFEST.csv|.jsonl -o OUT   batch: one output per row, resumable
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from freeprop.cli.common import (
+    add_device_options,
+    check_output_folder,
+    device_and_dtype,
+    format_size,
+    non_negative_int,
+    parse_size,
+    positive_int,
+    resolve_model,
+)
+from freeprop.defaults import BUNDLED_MODEL, DEFAULT_EDIT_METHOD, EDIT_METHODS, SAMPLING, SCHEDULERS
+from freeprop.errors import FreePropInputError
+
+MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these asks for a model
+
+
+# ----------------------------------------------------------------------------------------------
+# frame0
+# ----------------------------------------------------------------------------------------------
+
+
+def add_frame0_parser(sub) -> None:
+    p = sub.add_parser(
+        "frame0",
+        help="save frame 0 of a video as a PNG, ready to edit in any image editor",
+        description="Writes the exact first frame the editors see, at the video's own size (and, with --size, "
+        "at the size `freeprop edit --size` will produce). Edit it, then: freeprop edit VIDEO EDITED.png",
+    )
+    p.add_argument("video", help="the source video (or a folder of frames)")
+    p.add_argument("-o", "--output", help="PNG to write (default: VIDEO's name + .frame0.png, next to it)")
+    p.add_argument("--size", type=parse_size, help="also write it cover-cropped to HEIGHTxWIDTH")
+    p.set_defaults(func=cmd_frame0)
+
+
+def cmd_frame0(args: argparse.Namespace) -> None:
+    from freeprop.video import ensure_not_input, read_video, resize_cover_crop, write_image
+
+    source = Path(args.video)
+    output = Path(args.output) if args.output else source.with_name(source.stem + ".frame0.png")
+    if output.suffix.lower() != ".png":
+        raise FreePropInputError(f"{output}: frame0 writes a lossless PNG; name the output *.png")
+    ensure_not_input(output, source)
+    check_output_folder(output)
+    frame = read_video(source, max_frames=1).frames[0]
+    write_image(output, frame)
+    print(f"wrote {output} (frame 0, {format_size(*frame.shape[:2])}, the video's own size)")
+    if args.size:
+        sized = output.with_name(f"{output.stem}.{format_size(*args.size)}.png")
+        write_image(sized, resize_cover_crop(frame[None], *args.size)[0][0])
+        print(f"wrote {sized} (frame 0 as `freeprop edit --size {format_size(*args.size)}` sees it)")
+    print(f"next: edit it, then run  freeprop edit {source} {output}")
+
+
+# ----------------------------------------------------------------------------------------------
+# edit: the parser
+# ----------------------------------------------------------------------------------------------
+
+
+def add_edit_parser(sub) -> None:
+    p = sub.add_parser(
+        "edit",
+        help="propagate an edited first frame through a video (or a batch of them)",
+        description="Edit frame 0 of SOURCE with any image editor (`freeprop frame0 SOURCE` saves it), save it as "
+        "FIRST_FRAME, and the edit is carried through the whole video keeping the source motion (paper §4). "
+        "Batch: SOURCE is a folder of videos, each with its edited frame beside it (clip.mp4 + clip.png or "
+        "clip.frame0.png), or a CSV/JSONL manifest with columns video, first_frame[, prompt, output]; the model "
+        "loads once, finished rows are skipped on rerun, failures are recorded and the batch carries on.",
+    )
+    p.add_argument("source", help="video (any format FFmpeg reads, or a folder of frames); or a batch")
+    p.add_argument("first_frame", nargs="?", help="the edited frame 0 (PNG/JPEG/WebP), same aspect ratio")
+    p.add_argument(
+        "-o", "--output",
+        help="output .mp4/.gif (or a folder name for PNG frames); batch: the output folder "
+        "(default: next to SOURCE, named SOURCE.edited.mp4 / SOURCE_edited/)",
+    )
+    p.add_argument(
+        "--method", choices=EDIT_METHODS,
+        help="freeprop (a model) or flow-warp (optical-flow propagation, no weights); default: freeprop "
+        f"when a model option is given, else {DEFAULT_EDIT_METHOD} (measured best on real footage)",
+    )
+    p.add_argument("--model", help=f"'{BUNDLED_MODEL}' (default: the shipped trained model), a pipeline/"
+                   "transformer folder, or a preset name with --weights")
+    p.add_argument("--weights", help="safetensors for a preset: FreeProp weights or a Wan2.1 Fun-Control checkpoint")
+    p.add_argument("--random-weights", action="store_true", help="allow a preset with no --weights (untrained)")
+    p.add_argument("--vae", help="Wan2.1 VAE folder (for models on VAE latents, when the model folder has none)")
+    p.add_argument("--lora", help="adapter folder written by training (or a LoRA .safetensors file)")
+    p.add_argument("--fuse-lora", action="store_true", help="merge the LoRA into the weights (faster inference)")
+    p.add_argument("--head-map", help="head map JSON (freeprop heads classify); default: the one saved with --lora")
+    p.add_argument("--prompt", help="optional text describing the edited video (needs a text encoder)")
+    p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")
+    p.add_argument("--steps", type=positive_int,
+                   help=f"denoising steps (default: the model's own — 2 for the bundled one — else {SAMPLING.steps})")
+    p.add_argument("--guidance", type=float, default=SAMPLING.guidance_scale,
+                   help=f"classifier-free guidance scale, with --prompt (default {SAMPLING.guidance_scale:g})")
+    p.add_argument("--seed", type=int, default=SAMPLING.seed)
+    p.add_argument("--frames", type=positive_int, help="edit only the first N frames (default: all)")
+    p.add_argument("--size", type=parse_size, help="output HEIGHTxWIDTH (default: the source's)")
+    p.add_argument("--window", type=positive_int, help="frames per window for long videos (default 81 with the Wan VAE)")
+    p.add_argument("--overlap", type=non_negative_int, default=SAMPLING.overlap,
+                   help=f"frames shared by consecutive windows, cross-faded (default {SAMPLING.overlap})")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=SAMPLING.scheduler, help="flow-matching sampler")
+    p.add_argument("--shift", type=float, help=f"flow shift (Wan: 3.0 at 480p, 5.0 at 720p; default {SAMPLING.shift:g})")
+    add_device_options(p)
+    p.add_argument("--attention-backend", help="diffusers attention backend, e.g. flash, _native_cudnn, sage")
+    p.add_argument("--side-by-side", help="also write source | edited first frame | output to this video path")
+    p.add_argument("--overwrite", action="store_true", help="batch: redo rows whose output already exists")
+    p.set_defaults(func=cmd_edit)
+
+
+def default_method(args) -> str:
+    """A model option (--model, --weights, --lora, --steps, --prompt) asks for a model; else the default."""
+    wants_model = any(getattr(args, k) is not None for k in MODEL_OPTIONS)
+    return "freeprop" if wants_model else DEFAULT_EDIT_METHOD
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from freeprop.cli.batch import is_batch, run_batch
+
+    if args.first_frame is None:
+        if not is_batch(args.source):
+            raise FreePropInputError(
+                f"{args.source}: give the edited first frame too (save frame 0 with: freeprop frame0 {args.source})"
+            )
+        return run_batch(args, Editor(args))
+    source = Path(args.source)
+    output = Path(args.output) if args.output else source.with_name(source.stem + ".edited.mp4")
+    Editor(args).edit_one(source, Path(args.first_frame), output, args.prompt, side_by_side=args.side_by_side)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# edit: the work, shared by one edit and a batch (the model loads once)
+# ----------------------------------------------------------------------------------------------
+
+
+class Editor:
+    """Edits clips with the method the options name; a model is loaded on first use and kept."""
+
+    def __init__(self, args: argparse.Namespace, quiet: bool = False, pipe=None, progress=None):
+        """`pipe`: an already loaded pipeline to reuse; `progress(step, total)`: called while denoising."""
+        self.args, self.quiet, self.progress = args, quiet, progress
+        self.method = args.method or default_method(args)
+        self.size = args.size or (None, None)
+        self._pipe = pipe
+        if self.method == "freeprop":  # fail on a bad model name or device before reading any video
+            self.model = resolve_model(args.model, args.weights, args.random_weights)
+        if self.method == "freeprop" or args.device:  # flow-warp needs torch only to check --device
+            self.device, self.dtype = device_and_dtype(args.device, args.dtype)
+
+    def edit_one(self, source: Path, first_frame: Path, output: Path, prompt=None, side_by_side=None):
+        """1. check inputs, 2. propagate, 3. write atomically. Returns the output path."""
+        from freeprop.video import ensure_not_input, read_image, read_video
+
+        ensure_not_input(output, source, first_frame)
+        check_output_folder(output, side_by_side)
+        video = read_video(source, max_frames=self.args.frames)
+        first = read_image(first_frame)
+        (src_h, src_w), (edit_h, edit_w) = video.frames.shape[1:3], first.shape[:2]
+        if abs((edit_w / edit_h) / (src_w / src_h) - 1) > 0.01:
+            raise FreePropInputError(
+                f"{first_frame}: {format_size(edit_h, edit_w)} does not match the video's aspect ratio "
+                f"({format_size(src_h, src_w)}, HEIGHTxWIDTH); export the edited frame at the video's size"
+            )
+        if self.args.frames and self.args.frames > len(video.frames):
+            raise FreePropInputError(f"--frames {self.args.frames}: {source} has only {len(video.frames)} frames")
+        frames, alphas = self.propagate(video.frames, first, prompt)
+        self.write(output, video, first, frames, alphas, side_by_side)
+        return output
+
+    def propagate(self, frames, first, prompt=None):
+        from freeprop.video import resize_cover_crop
+
+        height, width = self.size
+        if self.method == "flow-warp":
+            from freeprop.baselines.flow_warp import propagate
+
+            src_h, src_w = frames.shape[1:3]
+            out = propagate(frames, resize_cover_crop(first, src_h, src_w)[0])
+            return (resize_cover_crop(out, height, width)[0] if height else out), []
+        result = self._run_model(frames, first, prompt, height, width)
+        return result.frames, result.alphas
+
+    def _run_model(self, frames, first, prompt, height, width):
+        import torch
+
+        a = self.args
+        pipe = self.pipeline()
+        return pipe(
+            frames, first, prompt=prompt, negative_prompt=a.negative_prompt, num_frames=a.frames,
+            height=height, width=width, num_inference_steps=a.steps, guidance_scale=a.guidance,
+            generator=torch.Generator().manual_seed(a.seed), window_frames=a.window, overlap=a.overlap,
+            callback=self.progress,
+        )
+
+    def pipeline(self):
+        if self._pipe is None:
+            from freeprop.models.heads import read_head_map
+            from freeprop.pipeline import load_pipeline
+
+            a = self.args
+            pipe = load_pipeline(self.model, a.weights, a.vae, a.scheduler, a.shift, self.dtype)
+            head_map = read_head_map(a.head_map) if a.head_map else None
+            if a.lora:
+                pipe.load_adapter(a.lora, fuse=a.fuse_lora, head_map=head_map)
+            elif head_map is not None:
+                pipe.transformer.set_head_map(head_map)
+            pipe.to(self.device)
+            if a.attention_backend:
+                pipe.transformer.set_attention_backend(a.attention_backend)
+            if self.quiet:
+                pipe.set_progress_bar_config(disable=True)
+            self._pipe = pipe
+        return self._pipe
+
+    def write(self, output, video, first, frames, alphas, side_by_side=None):
+        import numpy as np
+
+        from freeprop.video import resize_cover_crop, write_video
+
+        write_video(output, frames, fps=video.fps)
+        if side_by_side:
+            out_h, out_w = frames.shape[1:3]
+            source = resize_cover_crop(video.frames[: len(frames)], out_h, out_w)[0]
+            edit = np.repeat(resize_cover_crop(first, out_h, out_w)[0][None], len(frames), axis=0)
+            write_video(side_by_side, np.concatenate([source, edit, frames], axis=2), fps=video.fps)
+        if not self.quiet:
+            shown = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in alphas) or "–"
+            print(
+                f"wrote {output} ({len(frames)} frames, {format_size(*frames.shape[1:3])}, {video.fps:g} fps; "
+                f"method {self.method}; α_S/α_T per window: {shown})"
+            )
+            if side_by_side:
+                print(f"wrote {side_by_side} (source | edited first frame | output)")
