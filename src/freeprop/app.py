@@ -74,7 +74,7 @@ class App:
         model = (model or BUNDLED_MODEL).strip()
         steps = int(steps) if steps else None
         if steps is not None and not 1 <= steps <= MAX_STEPS:
-            raise FreePropInputError(f"steps must be 1..{MAX_STEPS} (empty: the model's own)")
+            raise FreePropInputError(f"steps must be 1..{MAX_STEPS} (0: the model's own)")
 
         # 2. The edit, with `freeprop edit`'s code; the model stays loaded between runs.
         folder = self._folder()
@@ -151,7 +151,7 @@ def build_app(app: App | None = None) -> gr.Blocks:
         with gr.Row():
             method = gr.Dropdown(list(EDIT_METHODS), value=DEFAULT_EDIT_METHOD, label="Method")
             model = gr.Textbox(BUNDLED_MODEL, label="Model (freeprop): 'bundled' or a model folder")
-            steps = gr.Number(None, label="Steps (empty: the model's own)", precision=0)
+            steps = gr.Number(0, label="Steps (0: the model's own)", precision=0, minimum=0, maximum=MAX_STEPS)
             size = gr.Textbox("", label="Output size HEIGHTxWIDTH (empty: the source's)")
         run = gr.Button("3. Propagate", variant="primary", elem_id="propagate")
         with gr.Row():

@@ -92,17 +92,40 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"  # the recipes, shipped with the package
+
+
+def packaged_configs() -> list[str]:
+    """Names of the shipped recipes (`tiny`, `small`, `data/ffp300k`, …), usable wherever a path is."""
+    return sorted(str(p.relative_to(PACKAGED_CONFIGS).with_suffix("")) for p in PACKAGED_CONFIGS.rglob("*.yaml"))
+
+
+def find_config(spec: str | Path) -> Path:
+    """A config file: `spec` itself if it exists, else the shipped recipe of that name
+    (`small`, `small.yaml` or `configs/small.yaml` all name `freeprop/configs/small.yaml`)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec).removeprefix("configs/").removesuffix(".yaml")
+    shipped = PACKAGED_CONFIGS / f"{name}.yaml"
+    if ".." not in Path(name).parts and shipped.is_file():
+        return shipped
+    raise FreePropInputError(
+        f"{spec}: no such config file, and no shipped recipe of that name ({', '.join(packaged_configs())})"
+    )
+
+
 def load_dataclass(cls, path: str | Path | None, overrides: list[str] = ()):
     """Read a YAML file (or start from defaults with `path=None`), apply `key=value` overrides, build `cls`."""
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FreePropInputError(f"{path}: no such config file; see configs/ for examples")
+        path = find_config(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise FreePropInputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise FreePropInputError(f"{path}: a config is a YAML mapping of keys, not a {type(data).__name__}")
     return from_dict(cls, apply_overrides(data, list(overrides)))
 
 

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 # What `freeprop edit` does when neither --method nor a model option is given: the method measured best
-# on the real-footage validation split (README, "The bundled model": mean PSNR over the four tasks).
+# on the real-footage validation split (README "How well it works", docs/model.md: mean PSNR over the four tasks).
 DEFAULT_EDIT_METHOD = "flow-warp"
 EDIT_METHODS = ("freeprop", "flow-warp")
 BUNDLED_MODEL = "bundled"  # the explicit name of the model shipped in freeprop/assets/freeprop-small

@@ -3,13 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from freeprop.cli import main
 from freeprop.models import build_transformer
 from freeprop.video import write_video
 from tests.conftest import exit_code, moving_pattern
-
 
 # --- freeprop edit ---------------------------------------------------------------------------
 

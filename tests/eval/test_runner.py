@@ -91,7 +91,7 @@ def test_missing_predictions_are_recorded_not_fatal(bench_and_preds, tmp_path):
 def test_runs_freeprop_when_no_predictions_are_given(bench_and_preds, tmp_path):
     root, bench = bench_and_preds
     out = tmp_path / "report"
-    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--metrics", "motion,gt", "--model", "tiny",
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--metrics", "motion,gt", "--model", "tiny", "--random-weights",
                  "--steps", "1", "-o", str(out), "--device", "cpu"]) == 0  # fmt: skip
     videos = sorted((out / "predictions" / "freeprop").glob("*.mp4"))
     assert len(videos) == 2 and read_video(videos[0]).frames.shape == (5, 32, 32, 3)

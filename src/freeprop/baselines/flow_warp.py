@@ -91,7 +91,7 @@ def propagate(
         composite: `auto` (masked composite unless the edit covers more than `global_fraction` of the
             frame), `always`, or `never`.
         occlusion: keep the source pixel where forward–backward consistency fails.
-        carry: `residual` (default, by measurement — see the README's flow-warp section) or `pixels`.
+        carry: `residual` (default, by measurement — see docs/model.md's flow-warp paragraph) or `pixels`.
     """
     if mode not in ("direct", "chained"):
         raise ValueError(f"mode must be 'direct' or 'chained', got {mode!r}")

@@ -7,6 +7,8 @@ import json
 import shlex
 import sys
 
+from freeprop.config import packaged_configs
+
 EXIT_INTERRUPTED = 130  # as a shell reports a run stopped by Ctrl-C
 
 
@@ -18,7 +20,8 @@ def add_parser(sub) -> None:
         "accelerate. Multi-GPU: accelerate launch -m freeprop.cli train CONFIG.yaml. Checkpoints are saved "
         "every save_every steps and on SIGTERM/SIGINT; --resume continues exactly.",
     )
-    p.add_argument("config", help="YAML recipe (see configs/)")
+    names = ", ".join(n for n in packaged_configs() if "/" not in n)
+    p.add_argument("config", help=f"YAML recipe: a file, or a shipped recipe by name ({names})")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=1e-4 loss.variant=baseline")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.set_defaults(func=cmd_train)

@@ -47,7 +47,7 @@ class FreePropConfig:
     alpha_t_max: float = 4.0
     # What the flow is learned over (beyond the paper, which generates the target latent itself):
     # False = x₀ is the target latent; True = x₀ is the edit's residual z_tgt − z_src, and the sampler
-    # adds z_src back, so "change nothing" is the zero residual (the bundled CPU model; see README).
+    # adds z_src back, so "change nothing" is the zero residual (the bundled CPU model; see docs/model.md).
     predicts_residual: bool = False
     # What the network outputs: "velocity" v = ε − x₀ (Wan, the paper) or "sample" x̂₀ itself, from which
     # the sampler derives v = (x_t − x̂₀)/σ. With "sample" the noise passes through the ODE exactly and a
