@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -193,3 +194,23 @@ def _video(frames, fps):
     from freeprop.video import Video
 
     return Video(frames, fps)
+
+
+def test_write_json_is_strict_json(tmp_path):
+    from freeprop.video import write_json
+
+    write_json(tmp_path / "m.json", {"psnr": float("inf"), "rows": [float("nan"), np.float32(1.5), np.int64(3)]})
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=refuse) == {"psnr": None, "rows": [None, 1.5, 3]}
+
+
+def test_sizes_in_messages_are_height_x_width(tmp_path):
+    from freeprop.models import build_transformer
+    from freeprop.pipeline import FreePropPipeline, make_scheduler
+
+    pipe = FreePropPipeline(build_transformer("tiny"), make_scheduler())
+    with pytest.raises(FreePropInputError, match=r"first frame is 32x32 .* video is 16x48"):
+        pipe(np.zeros((5, 16, 48, 3), np.uint8), np.zeros((32, 32, 3), np.uint8), num_inference_steps=1)

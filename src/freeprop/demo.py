@@ -10,7 +10,6 @@ and one `index.html` that shows everything in a browser.
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from freeprop.baselines.flow_warp import propagate
 from freeprop.data.synthetic import SPLIT_SEEDS, make_pair
 from freeprop.defaults import bundled_model_path
 from freeprop.eval.metrics.ground_truth import all_metrics
-from freeprop.video import atomic_path, write_image, write_video
+from freeprop.video import atomic_path, write_image, write_json, write_video
 
 DEMO_CASES = (("swap", SPLIT_SEEDS["test"] + 4), ("stylization", SPLIT_SEEDS["test"] + 3))
 
@@ -88,8 +87,7 @@ def run_demo(
             | {"seconds": round(seconds_warp, 2)},
             "copy_source": all_metrics(pair.source, pair.target, pair.source, pair.mask),
         }
-    with atomic_path(output / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1, default=float))
+    write_json(output / "metrics.json", report)  # PSNR of identical frames is inf → null
     with atomic_path(output / "index.html") as tmp:
         tmp.write_text(_html(report))
     return report

@@ -78,13 +78,7 @@ def load_pipeline(
       3·C input channels), which is converted and widened for the mask M;
     - `vae`: a diffusers `AutoencoderKLWan` folder (or a model folder with `vae/`), for 16-channel models.
     """
-    from freeprop.models.loading import (
-        is_original_wan_layout,
-        load_fun_control,
-        load_transformer,
-        peek_checkpoint,
-    )
-    from freeprop.models.presets import PRESETS
+    from freeprop.models.loading import load_model
 
     spec = Path(model)
     if (spec / "model_index.json").is_file():
@@ -92,24 +86,7 @@ def load_pipeline(
         if shift is not None or scheduler != SAMPLING.scheduler:
             pipe.scheduler = make_scheduler(scheduler, SAMPLING.shift if shift is None else shift)
         return pipe
-    preset = PRESETS.get(os.fspath(model)) if weights is not None else None
-    fun_control = False
-    if preset is not None:
-        keys, patch_shape = peek_checkpoint(weights)
-        fun_control = is_original_wan_layout(keys) or (
-            patch_shape is not None and patch_shape[1] == 3 * preset.latent_channels
-        )
-    if fun_control:
-        transformer = load_fun_control(
-            weights,
-            mask_channels=preset.mask_channels,
-            head_dim=preset.attention_head_dim,
-            head_map=preset.head_map,
-        )
-        if torch_dtype != transformer.dtype:
-            transformer = transformer.to(torch_dtype)
-    else:
-        transformer = load_transformer(model, weights, torch_dtype=torch_dtype)
+    transformer = load_model(model, weights, torch_dtype)
     vae_model = None
     if vae is not None:
         from diffusers import AutoencoderKLWan
@@ -459,8 +436,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         ratio_video, ratio_edit = src_w / src_h, edit.shape[1] / edit.shape[0]
         if abs(ratio_edit / ratio_video - 1) > 0.01:
             raise FreePropInputError(
-                f"first frame is {edit.shape[1]}x{edit.shape[0]} (aspect {ratio_edit:.3f}) but the video is "
-                f"{src_w}x{src_h} (aspect {ratio_video:.3f}); export the edited frame at the video's size"
+                f"first frame is {edit.shape[0]}x{edit.shape[1]} (HEIGHTxWIDTH, aspect {ratio_edit:.3f}) but the "
+                f"video is {src_h}x{src_w} (aspect {ratio_video:.3f}); export the edited frame at the video's size"
             )
         out_h, out_w = height or src_h, width or src_w
         num_frames = num_frames or len(frames)

@@ -12,6 +12,7 @@ Conventions
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -54,7 +55,7 @@ def _check_exists(path: Path, what: str) -> None:
 def _check_size(path: Path, height: int, width: int) -> None:
     if not (2 <= height <= MAX_SIDE and 2 <= width <= MAX_SIDE):
         raise FreePropInputError(
-            f"{path}: frame size {width}x{height} is outside 2..{MAX_SIDE} pixels per side; "
+            f"{path}: frame size {height}x{width} (HEIGHTxWIDTH) is outside 2..{MAX_SIDE} pixels per side; "
             "resize it (e.g. with ffmpeg -vf scale) before editing"
         )
 
@@ -165,6 +166,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _finite(value):
+    """JSON-safe: NaN and ±inf (e.g. PSNR of identical frames) become null; numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: str | os.PathLike, data, indent: int | None = 1) -> Path:
+    """Write `data` atomically as strict JSON (no `Infinity`/`NaN`, which JSON parsers reject)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_finite(data), indent=indent, allow_nan=False))
+    return Path(path)
 
 
 def ensure_not_input(output: str | os.PathLike, *inputs: str | os.PathLike) -> None:

@@ -125,7 +125,7 @@ def test_demo_writes_videos_metrics_and_html(tmp_path, capsys):
             "edited_first_frame.png",
         ):
             assert (out / task / name).is_file(), name
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)  # strict JSON
     assert set(metrics) == {"swap", "stylization"} and "psnr" in metrics["swap"]["flow_warp"]
     page = (out / "index.html").read_text()
     assert "swap/comparison.gif" in page and "<table>" in page

@@ -128,3 +128,25 @@ def test_corrupt_video_is_a_user_error(tmp_path, capsys):
     assert not (tmp_path / "h.json").exists()
 
 
+
+
+def test_heads_classify_reads_a_fun_control_checkpoint_built_on_meta(tmp_path, monkeypatch):
+    """The same --model/--weights forms as `edit`: an original-layout Fun-Control checkpoint with a
+    preset, and the preset is never materialised with random weights first."""
+    from diffusers import WanTransformer3DModel
+
+    import freeprop.models as models
+    from tests.conftest import TINY_FUN_CONTROL
+    from tests.models.test_loading import to_original_wan_keys
+
+    save_file(to_original_wan_keys(WanTransformer3DModel(**TINY_FUN_CONTROL).state_dict()), tmp_path / "fc.safetensors")
+    devices = []
+    real_build = models.build_transformer
+    monkeypatch.setattr(models, "build_transformer", lambda *a, **k: devices.append(torch.get_default_device()) or real_build(*a, **k))
+    argv = ["heads", "classify", "--model", "tiny", "--weights", str(tmp_path / "fc.safetensors"), "--num-videos", "1",
+            "--frames", "5", "--size", "32x32", "-o", str(tmp_path / "h.json")]
+    assert main(argv) == 0
+    assert set(json.loads((tmp_path / "h.json").read_text())["head_map"]) == {"0", "1"}
+    save_file(build_transformer("tiny").state_dict(), tmp_path / "w.safetensors")  # FreeProp weights, same preset
+    assert main([*argv[:5], str(tmp_path / "w.safetensors"), *argv[6:]]) == 0
+    assert devices and all(d.type == "meta" for d in devices)

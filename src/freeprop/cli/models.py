@@ -80,7 +80,7 @@ def cmd_heads_classify(args: argparse.Namespace) -> None:
     import torch
 
     from freeprop.models.heads import HeadClassifierConfig, classify_heads
-    from freeprop.models.loading import load_transformer, model_config
+    from freeprop.models.loading import load_model, model_config
     from freeprop.video import atomic_path, ensure_not_input, read_video, standardize, to_tensor
 
     videos = collect_videos(args.videos) if args.videos else sample_clips()
@@ -89,7 +89,7 @@ def cmd_heads_classify(args: argparse.Namespace) -> None:
     ensure_not_input(out, *videos)
     spec = resolve_model(args.model, args.weights, args.random_weights)
     codec = codec_for(model_config(spec)["out_channels"], args.vae)  # cheap checks before loading
-    model = load_transformer(spec, args.weights).eval()
+    model = load_model(spec, args.weights).eval()  # folders, FreeProp or Fun-Control weights; on meta first
     frames, (height, width) = args.frames, args.size
     if frames is None or height is None:
         native = (17, 64, 64) if codec.temporal_factor == 1 else (81, 480, 832)

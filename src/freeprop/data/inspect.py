@@ -22,7 +22,7 @@ def statistics(root: str | Path) -> dict:
         "track/task": dict(Counter(f"{r['track']}/{r['task']}" for r in ok)),
         "split": dict(Counter(r["split"] for r in ok)),
         "frames": dict(Counter(r["num_frames"] for r in ok)),
-        "size": dict(Counter(f"{r['width']}x{r['height']}" for r in ok)),
+        "size": dict(Counter(f"{r['height']}x{r['width']}" for r in ok)),
         "with_mask": sum(bool(r["has_mask"]) for r in ok),
         "target_caption_words": {
             "mean": float(np.mean(words)) if words else 0.0,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -107,12 +106,11 @@ def write_report(
     title: str | None = None,
 ) -> None:
     """Write every report file; `thumbnails[case_id][label]` = an RGB strip (source and each method)."""
-    from freeprop.video import write_image
+    from freeprop.video import write_image, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "per_case.csv")
-    with atomic_path(out_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps({"bench": title or bench, "methods": summary}, indent=1))
+    write_json(out_dir / "summary.json", {"bench": title or bench, "methods": summary})
     table = markdown_table(summary, bench)
     with atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(table)

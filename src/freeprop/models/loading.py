@@ -255,17 +255,44 @@ def model_config(name_or_path: str | os.PathLike) -> dict:
 def load_transformer(
     name_or_path: str | os.PathLike, weights: str | os.PathLike | None = None, torch_dtype=torch.float32
 ) -> FreePropTransformer:
-    """A preset name (random weights, or `weights`), or a diffusers folder written by `save_pretrained`."""
+    """A preset name (random weights, or `weights`), or a diffusers folder written by `save_pretrained`.
+
+    With weights, a preset is built on `meta` and takes the checkpoint's tensors (nothing random is
+    allocated first: the 1.3B/14B presets would cost seconds and gigabytes for nothing).
+    """
     spec = os.fspath(name_or_path)
     if spec in PRESETS:
         from freeprop.models import build_transformer
 
-        model = build_transformer(get_preset(spec))
-        if weights is not None:
-            load_weights(model, weights)
-        return model if torch_dtype == torch.float32 else model.to(torch_dtype)
+        if weights is None:
+            model = build_transformer(get_preset(spec))
+            return model if torch_dtype == torch.float32 else model.to(torch_dtype)
+        with torch.device("meta"):
+            model = build_transformer(get_preset(spec))
+        state = read_safetensors(weights)
+        check_state_dict(model, state)
+        model.load_state_dict(_cast(state, torch_dtype, model._keep_in_fp32_modules), strict=True, assign=True)
+        model.init_buffers()
+        return model
     model_config(spec)  # validates the path with a clear message
     model = load_transformer_folder(model_folder(Path(spec)), torch_dtype)
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def load_model(
+    name_or_path: str | os.PathLike, weights: str | os.PathLike | None = None, torch_dtype=torch.float32
+) -> FreePropTransformer:
+    """Whatever a user names with --model/--weights: a folder, a preset with FreeProp weights, or a
+    preset with a Wan2.1 Fun-Control checkpoint (original or diffusers key layout, 3·C input
+    channels), converted and widened for the mask M. Every path builds on `meta` first."""
+    preset = PRESETS.get(os.fspath(name_or_path)) if weights is not None else None
+    if preset is not None:
+        keys, patch_shape = peek_checkpoint(weights)
+        if is_original_wan_layout(keys) or (patch_shape is not None and patch_shape[1] == 3 * preset.latent_channels):
+            model = load_fun_control(
+                weights, mask_channels=preset.mask_channels, head_dim=preset.attention_head_dim, head_map=preset.head_map
+            )
+            return model if torch_dtype == model.dtype else model.to(torch_dtype)
+    return load_transformer(name_or_path, weights, torch_dtype)

@@ -145,7 +145,7 @@ class CinematicCaption(VLMStage):
         for name, image in (("content", content), ("style", style)):
             if min(image.shape[:2]) < self.min_side:
                 raise StageError(
-                    f"{name} image {image.shape[1]}x{image.shape[0]} is smaller than {self.min_side} px"
+                    f"{name} image {image.shape[0]}x{image.shape[1]} (HEIGHTxWIDTH) is smaller than {self.min_side} px"
                 )
         reply = self.ask(sample, "cinematic_caption", [content], "CINEMATIC_CAPTION")
         return sample | {"cinematic_caption": reply["Caption"].strip()}
