@@ -15,6 +15,7 @@ def tiny_pipeline(**kwargs) -> FreePropPipeline:
     torch.manual_seed(0)
     transformer = build_transformer("tiny").eval()
     torch.nn.init.normal_(transformer.alpha_predictor.head_s.weight, std=0.5)  # make AST-RoPE do something
+    torch.nn.init.constant_(transformer.alpha_predictor.head_s.bias, 0.5)  # α_S > 0 (α_S ∈ [0, 1) clamps at 0)
     return FreePropPipeline(transformer, make_scheduler("unipc"), **kwargs)
 
 

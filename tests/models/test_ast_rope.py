@@ -155,3 +155,56 @@ def test_head_map_validation():
         head_map_to_tensor({"0": ["spatial"], "1": ["spatial", "spatial"]}, 2, 2)
     with pytest.raises(ValueError, match="need 2 entries"):
         head_map_to_tensor({"0": ["spatial", "diagonal"], "1": ["spatial", "spatial"]}, 2, 2)
+
+
+# --- α ranges and precision (paper §4.2) --------------------------------------------------------
+
+
+def _predictor(alpha_s_range="unit", bias=0.0):
+    from freeprop.models.ast_rope import AlphaPredictor
+
+    torch.manual_seed(0)
+    predictor = AlphaPredictor(12, dim=16, num_layers=1, num_heads=2, pool=2, alpha_s_range=alpha_s_range)
+    torch.nn.init.normal_(predictor.head_s.weight, std=3.0)
+    torch.nn.init.constant_(predictor.head_s.bias, bias)
+    return predictor
+
+
+def test_alpha_s_stays_in_zero_one_and_still_learns_at_zero():
+    from freeprop.models.ast_rope import AlphaPredictor
+
+    latents = torch.randn(64, 12, 3, 4, 4)
+    fresh = AlphaPredictor(12, dim=16, num_layers=1, num_heads=2, pool=2)
+    alpha_s, alpha_t = fresh(latents)
+    assert torch.equal(alpha_s, torch.zeros(64)) and torch.equal(alpha_t, torch.ones(64))  # exact identity
+    with torch.no_grad():
+        centre = -torch.atanh(_predictor("signed")(latents)[0]).median().item()  # half the samples above 0
+    alpha_s, _ = _predictor(bias=centre)(latents)
+    assert alpha_s.min() == 0 and alpha_s.max() < 1 and (alpha_s > 0).any()
+    signed, _ = _predictor("signed", bias=centre)(latents)
+    assert signed.min() < 0 and torch.equal(alpha_s, signed.clamp(min=0))
+    below = AlphaPredictor(12, dim=16, num_layers=1, num_heads=2, pool=2)
+    torch.nn.init.constant_(below.head_s.bias, -0.5)  # every sample below the boundary: α_S = 0 ...
+    alpha_s, _ = below(latents)
+    assert torch.equal(alpha_s, torch.zeros(64))
+    alpha_s.sum().backward()
+    assert below.head_s.bias.grad.item() != 0  # ... and the gradient still reaches u_S
+
+
+def test_alphas_are_float32_whatever_the_model_dtype_or_autocast():
+    from freeprop.models import build_transformer
+
+    model = build_transformer("tiny")
+    torch.nn.init.normal_(model.alpha_predictor.head_s.weight, std=0.5)
+    torch.nn.init.normal_(model.alpha_predictor.head_t.weight, std=0.5)
+    latents = torch.randn(2, 12, 3, 8, 8).to(torch.bfloat16).float()  # representable in bf16
+    reference = model.predict_alphas(latents)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = model.predict_alphas(latents)
+    model.to(torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in model.alpha_predictor.parameters())
+    assert model.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    cast = model.predict_alphas(latents.to(torch.bfloat16))
+    for got in (autocast, cast):
+        assert got[0].dtype == got[1].dtype == torch.float32
+        assert torch.equal(got[0], reference[0]) and torch.equal(got[1], reference[1])

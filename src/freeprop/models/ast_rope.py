@@ -54,6 +54,9 @@ def _inverse_frequencies(dim: int, theta: float, device, dtype) -> torch.Tensor:
     return 1.0 / theta ** (torch.arange(0, dim, 2, device=device, dtype=dtype) / dim)
 
 
+ALPHA_S_RANGES = ("unit", "signed")  # α_S ∈ [0, 1) (the paper's mechanism) or tanh's (−1, 1) (legacy)
+
+
 def ast_temporal_positions(alpha_s: torch.Tensor, alpha_t: torch.Tensor, num_frames: int) -> torch.Tensor:
     """Per-sample temporal positions for both head types (paper §4.2).
 
@@ -197,11 +200,18 @@ class AlphaPredictor(nn.Module):
     to `dim`, given a learned cell embedding plus a sinusoidal frame embedding, passed through a small
     pre-norm transformer encoder, mean-pooled, and fed to a shared MLP trunk with two scalar heads.
 
-    Parametrisation (our choice; the paper does not give one) keeps both factors bounded and makes a
-    fresh predictor an exact identity on the RoPE:
-        α_S = tanh(u_S)                 ∈ (−1, 1), 0 at init  → first frame at position 0
+    Parametrisation (our choice; the paper does not give one) keeps both factors in the paper's
+    ranges and makes a fresh predictor an exact identity on the RoPE:
+        α_S = max(0, tanh(u_S))         ∈ [0, 1), 0 at init  → first frame at position α_S·F' (§4.2: α_S < 1
+                                          brings it *closer* to the later frames; it never moves it before 0)
         α_T = alpha_t_max ** tanh(u_T)  ∈ (1/max, max), 1 at init → integer time steps
-    The two head layers are zero-initialised, so u_S = u_T = 0 exactly until training moves them.
+    The clamp passes the gradient straight through (a projected-gradient step), so u_S still learns at
+    the boundary; `alpha_s_range="signed"` is the plain tanh ∈ (−1, 1) that models trained before this
+    choice used (the bundled CPU model among them: it ended at α_S ≈ −0.18). The two head layers are
+    zero-initialised, so u_S = u_T = 0 exactly until training moves them.
+
+    α are positions, so the predictor always runs in float32, outside autocast and whatever dtype the
+    model is cast to (in bf16, α_S·F' at F' = 21 would be off by up to 0.04 positions).
     """
 
     def __init__(
@@ -212,11 +222,14 @@ class AlphaPredictor(nn.Module):
         num_heads: int = 4,
         pool: int = 4,
         alpha_t_max: float = 4.0,
+        alpha_s_range: str = "unit",
     ):
         super().__init__()
         if alpha_t_max <= 1:
             raise ValueError(f"alpha_t_max must be > 1, got {alpha_t_max}")
-        self.pool, self.alpha_t_max = pool, alpha_t_max
+        if alpha_s_range not in ALPHA_S_RANGES:
+            raise ValueError(f"alpha_s_range must be one of {ALPHA_S_RANGES}, got {alpha_s_range!r}")
+        self.pool, self.alpha_t_max, self.alpha_s_range = pool, alpha_t_max, alpha_s_range
         self.proj_in = nn.Linear(in_channels, dim)
         self.cell_embedding = nn.Parameter(torch.zeros(pool * pool, dim))
         layer = nn.TransformerEncoderLayer(
@@ -238,9 +251,21 @@ class AlphaPredictor(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
+    def _apply(self, fn, recurse=True):
+        """Device moves apply; dtype casts do not (see the class docstring): the float32 values are kept."""
+        before = {name: param.data for name, param in self.named_parameters()}
+        super()._apply(fn, recurse)
+        for name, param in self.named_parameters():
+            if param.dtype != before[name].dtype:
+                param.data = before[name].to(param.device)
+        return self
+
     def forward(self, source_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, _, f, h, w = source_latents.shape
-        x = source_latents.to(self.proj_in.weight.dtype)
+        with torch.autocast(source_latents.device.type, enabled=False):
+            return self._alphas(source_latents.float())
+
+    def _alphas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, f, h, w = x.shape
         x = F.adaptive_avg_pool3d(x, (f, min(self.pool, h), min(self.pool, w)))  # (B, C, F', p, p)
         if x.shape[-2:] != (self.pool, self.pool):  # latents smaller than the pool grid
             x = F.interpolate(x, size=(f, self.pool, self.pool), mode="nearest")
@@ -250,8 +275,10 @@ class AlphaPredictor(nn.Module):
         tokens = self.encoder(tokens.flatten(1, 2))  # (B, F'·p², dim)
         pooled = self.trunk(self.norm(tokens).mean(dim=1))  # (B, dim)
         alpha_s = torch.tanh(self.head_s(pooled)[:, 0])  # (B,)
+        if self.alpha_s_range == "unit":  # clamp at 0, gradient straight through
+            alpha_s = alpha_s + (alpha_s.clamp(min=0) - alpha_s).detach()
         alpha_t = self.alpha_t_max ** torch.tanh(self.head_t(pooled)[:, 0])  # (B,)
-        return alpha_s.float(), alpha_t.float()
+        return alpha_s, alpha_t
 
 
 # ----------------------------------------------------------------------------------------------

@@ -184,6 +184,7 @@ def load_fun_control(
         cfg.predictor_heads,
         cfg.predictor_pool,
         cfg.alpha_t_max,
+        cfg.alpha_s_range,
     )
     state["patch_embedding.weight"] = widen_patch_embedding(state["patch_embedding.weight"], mask_channels)
     state.update({f"alpha_predictor.{k}": v for k, v in predictor.state_dict().items()})

@@ -45,6 +45,7 @@ class FreePropConfig:
     predictor_heads: int = 4
     predictor_pool: int = 4
     alpha_t_max: float = 4.0
+    alpha_s_range: str = "unit"  # α_S ∈ [0, 1) (§4.2); "signed" = tanh's (−1, 1), how earlier models were trained
     # What the flow is learned over (beyond the paper, which generates the target latent itself):
     # False = x₀ is the target latent; True = x₀ is the edit's residual z_tgt − z_src, and the sampler
     # adds z_src back, so "change nothing" is the zero residual (the bundled CPU model; see docs/model.md).
@@ -84,6 +85,8 @@ class FreePropConfig:
             raise ValueError(f"qk_norm must be 'rms_norm_across_heads', got {self.qk_norm!r}")
         if self.alpha_t_max <= 1:
             raise ValueError(f"alpha_t_max must be > 1, got {self.alpha_t_max}")
+        if self.alpha_s_range not in ("unit", "signed"):
+            raise ValueError(f"alpha_s_range must be 'unit' or 'signed', got {self.alpha_s_range!r}")
         if self.prediction not in ("velocity", "sample"):
             raise ValueError(f"prediction must be 'velocity' or 'sample', got {self.prediction!r}")
 
@@ -126,6 +129,7 @@ class FreePropConfig:
             predictor_heads=self.predictor_heads,
             predictor_pool=self.predictor_pool,
             alpha_t_max=self.alpha_t_max,
+            alpha_s_range=self.alpha_s_range,
             predicts_residual=self.predicts_residual,
             prediction=self.prediction,
         )

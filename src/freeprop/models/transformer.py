@@ -58,6 +58,7 @@ class FreePropTransformer(WanTransformer3DModel):
         head_map: `{layer: ["spatial"|"temporal", ...]}`; None = `default_head_map` (even/odd split).
         predictor_*: size of the `AlphaPredictor` (a few hundred thousand parameters at the defaults).
         alpha_t_max: α_T ranges over (1/alpha_t_max, alpha_t_max).
+        alpha_s_range: "unit" — α_S ∈ [0, 1), the paper's mechanism — or "signed" (tanh, earlier models).
         predicts_residual: the flow's x₀ is z_tgt − z_src (see `target_latents`); False = z_tgt (the paper).
         prediction: the output is the velocity ("velocity", the paper) or x̂₀ ("sample"); see `velocity`.
     """
@@ -97,6 +98,7 @@ class FreePropTransformer(WanTransformer3DModel):
         alpha_t_max: float = 4.0,
         predicts_residual: bool = False,
         prediction: str = "velocity",
+        alpha_s_range: str = "unit",
     ):
         if prediction not in ("velocity", "sample"):
             raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
@@ -125,7 +127,7 @@ class FreePropTransformer(WanTransformer3DModel):
         )
         self.ast_rope = ASTRotaryPosEmbed(attention_head_dim)
         self.alpha_predictor = AlphaPredictor(
-            out_channels, predictor_dim, predictor_layers, predictor_heads, predictor_pool, alpha_t_max
+            out_channels, predictor_dim, predictor_layers, predictor_heads, predictor_pool, alpha_t_max, alpha_s_range
         )
         self.register_buffer(
             "head_types", torch.zeros(num_layers, num_attention_heads, dtype=torch.long), persistent=False
