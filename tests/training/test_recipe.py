@@ -316,3 +316,36 @@ def test_interrupted_cli_run_exits_130_and_its_hint_resumes_with_the_overrides(p
     monkeypatch.setattr(recipe, "train", real_train)
     assert main(argv[1:]) == 0  # run as printed, it finishes the same run
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
+
+
+def test_weight_decay_spares_loaded_weights_norms_and_biases(pairs, tmp_path):
+    """From a checkpoint, AdamW decays only the matrices the recipe adds (LoRA, α predictor); a step
+    with zero gradients leaves patch_embedding (trained fully) exactly as loaded."""
+    from safetensors.torch import save_file
+
+    from freeprop.models import build_transformer
+    from freeprop.training.recipe import param_groups
+
+    save_file(build_transformer("tiny").state_dict(), tmp_path / "w.safetensors")
+    trainer = Trainer(tiny_config(pairs, tmp_path / "run", f"model.weights={tmp_path / 'w.safetensors'}"))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    decay, no_decay = trainer.optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert decay["weight_decay"] == trainer.cfg.optim.weight_decay > 0 and no_decay["weight_decay"] == 0
+    assert decayed and all("lora_" in n or n.startswith("alpha_predictor.") for n in decayed)
+    assert "patch_embedding.weight" in {names[id(p)] for p in no_decay["params"]}
+    before = model.patch_embedding.weight.detach().clone()
+    lora = next(p for n, p in model.named_parameters() if "lora_A" in n)
+    lora_before = lora.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p) if p.requires_grad else None
+    trainer.optimizer.step()
+    assert torch.equal(model.patch_embedding.weight, before)
+    assert torch.allclose(lora, lora_before * (1 - trainer.cfg.optim.lr * trainer.cfg.optim.weight_decay))
+    # From scratch, every trained matrix decays (there is no checkpoint to spare), vectors never do.
+    fresh = build_transformer("tiny")
+    scratch = param_groups(fresh, 0.1, spare_loaded=False)
+    spared = {n for n, p in fresh.named_parameters() if any(p is q for q in scratch[1]["params"])}
+    assert all(p.ndim >= 2 for p in scratch[0]["params"])
+    assert spared == {n for n, p in fresh.named_parameters() if p.ndim < 2} | {"alpha_predictor.cell_embedding"}

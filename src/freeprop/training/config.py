@@ -57,7 +57,10 @@ class LoraConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = 2e-4  # paper §5.1
-    weight_decay: float = 3e-2  # VideoX-Fun
+    # VideoX-Fun's value, on weight matrices the recipe adds (LoRA, the α predictor; every matrix when
+    # training from scratch) — never on loaded weights, norms or biases: decay pulls a checkpoint's
+    # weights towards 0, not towards the checkpoint (×0.80 for patch_embedding at the paper's scale).
+    weight_decay: float = 3e-2
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-10  # VideoX-Fun
     schedule: str = "cosine"  # paper §5.1: cosine decay (diffusers get_scheduler names)

@@ -69,6 +69,20 @@ class StepResult:
     terms: dict[str, float]
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float, spare_loaded: bool) -> list[dict]:
+    """AdamW groups: decay on weight matrices; never on norms, biases and other vectors; and, with
+    `spare_loaded`, not on the loaded weights either — only on those the recipe adds (LoRA, the α
+    predictor), since decay would pull a checkpoint's weights towards zero rather than towards it."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        added = "lora_" in name or name.startswith("alpha_predictor.")
+        matrix = param.ndim >= 2 and not name.endswith("cell_embedding")  # a position embedding: no decay
+        (decay if matrix and (added or not spare_loaded) else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 class Trainer:
     """The recipe's state and loop. `dataset` replaces `cfg.data` (any dataset of latent dicts, see
     `training/data.py`); `model_overrides` change preset fields (e.g. `num_layers` for benchmarks)."""
@@ -174,11 +188,10 @@ class Trainer:
         from diffusers.optimization import get_scheduler
 
         cfg = self.cfg.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
         self.trainable_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
-        )
+        pretrained = bool(self.cfg.model.weights or self.cfg.model.pipeline)
+        groups = param_groups(self.model, cfg.weight_decay, spare_loaded=pretrained)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
         # accelerate's prepared scheduler advances num_processes times per optimizer step (as in
         # diffusers' training scripts), so its lengths are given in those units
         world = self.accelerator.num_processes
