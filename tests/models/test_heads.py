@@ -127,3 +127,35 @@ def test_classify_heads_votes_and_is_deterministic():
     model.set_head_map(head_map)  # the map loads into the model it came from
     with pytest.raises(ValueError):
         classify_heads(model, [], cfg)
+
+
+def test_sampled_density_error_is_a_cluster_samples():
+    """The measured standard error over repeated draws matches sd(per-row density)/√r·√(1 − r/H'W')
+    (rows are clusters) and stays under the documented 0.5/√r — far above 0.5/√(r·H'W')."""
+    frames, per_frame, r = 2, 1024, 16
+    q, k = torch.randn(2, frames * per_frame, 1, DIM).unbind(0)
+    q = q * torch.rand(frames * per_frame, 1, 1) * 3  # queries of every sharpness: per-row densities spread
+    exact = attention_density(q, k, frames, epsilon=3e-4)[0]
+    draws = torch.stack([
+        attention_density(q, k, frames, epsilon=3e-4, rows_per_frame=r, generator=torch.Generator().manual_seed(s))[0]
+        for s in range(300)
+    ])  # (300, F', F')
+    measured = draws.std(dim=0)
+    rows = torch.softmax(q[:, 0] @ k[:, 0].T / math.sqrt(DIM), dim=-1) > 3e-4  # (S, S)
+    per_row = rows.view(frames, per_frame, frames, per_frame).float().mean(-1)  # (F', H'W', F')
+    predicted = per_row.std(dim=1) / math.sqrt(r) * math.sqrt(1 - r / per_frame)  # (F', F')
+    assert torch.allclose(draws.mean(0), exact, atol=0.02)  # unbiased
+    assert torch.allclose(measured, predicted, rtol=0.25, atol=0.003)
+    assert measured.max() <= 0.5 / math.sqrt(r) and measured.max() > 3 * 0.5 / math.sqrt(r * per_frame)
+
+
+def test_mean_aggregation_classifies_the_averaged_densities():
+    model = build_transformer("tiny").eval()
+    videos = [torch.randn(1, 12, 3, 4, 4) for _ in range(3)]
+    cfg = HeadClassifierConfig(epsilon=0.05, aggregate="mean")
+    head_map, votes = classify_heads(model, videos, cfg, progress=False)
+    mean = torch.stack([head_densities(model, v, cfg) for v in videos]).mean(0)
+    assert head_map == to_head_map(torch.stack([classify_from_density(d) for d in mean]))
+    assert votes.shape == (3, 2, 2)
+    with pytest.raises(ValueError, match="aggregate"):
+        HeadClassifierConfig(aggregate="median")

@@ -349,3 +349,40 @@ def test_weight_decay_spares_loaded_weights_norms_and_biases(pairs, tmp_path):
     spared = {n for n, p in fresh.named_parameters() if any(p is q for q in scratch[1]["params"])}
     assert all(p.ndim >= 2 for p in scratch[0]["params"])
     assert spared == {n for n, p in fresh.named_parameters() if p.ndim < 2} | {"alpha_predictor.cell_embedding"}
+
+
+def test_clip_tokens_of_the_edit_train_as_they_infer(pairs, tmp_path):
+    """With an image encoder in the pipeline, training feeds CLIP of the edited first frame (what the
+    pipeline feeds at inference), with dropout; without one, zeros on both sides."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from freeprop.models import build_transformer
+    from freeprop.pipeline import FreePropPipeline, make_scheduler
+    from freeprop.training.data import video_of
+    from freeprop.video import standardize
+
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=16, projection_dim=16)
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    pipe = FreePropPipeline(build_transformer("tiny", image_dim=16), make_scheduler(),
+                            image_encoder=CLIPVisionModelWithProjection(vision).eval(), image_processor=processor)
+    pipe.save_pretrained(tmp_path / "pipe")
+    trainer = Trainer(tiny_config(pairs, tmp_path / "run", f"model.pipeline={tmp_path / 'pipe'}",
+                                  "loss.dropout_image=0.5", "batch_size=4"))
+    item = trainer.dataset[0]
+    frame = standardize(video_of(trainer.dataset.pairs[0], "target"), 16, 16, num_frames=5).frames[0]
+    with torch.no_grad():
+        assert torch.allclose(item["image"], trainer.pipe.encode_image(frame, "cpu")[0])
+    batch = {k: torch.stack([trainer.dataset[i][k] for i in range(4)]) for k in item}
+    seen = []
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    real_forward = model.forward
+    model.forward = lambda *a, **k: seen.append(a[3]) or real_forward(*a, **k)
+    torch.manual_seed(0)
+    for _ in range(4):
+        trainer.compute_loss(batch)
+    kept = [bool((s[i] != 0).any()) for s in seen for i in range(4)]
+    assert any(kept) and not all(kept)  # dropout 0.5: some samples see the edit's tokens, some zeros
+    for s in seen:
+        for i in range(4):
+            assert torch.equal(s[i], batch["image"][i]) or not s[i].any()

@@ -72,6 +72,8 @@ def _add_classify(sub) -> None:
     p.add_argument("--rows-per-frame", type=non_negative_int, default=64,
                    help="sampled query rows per latent frame (0 = exact)")
     p.add_argument("--timestep", type=float, default=500.0, help="probe noise level in [0, 1000]")
+    p.add_argument("--aggregate", choices=("vote", "mean"), default="vote",
+                   help="vote: Eq. 7 per video, then majority (paper); mean: Eq. 7 on densities averaged over videos")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_heads_classify)
 
@@ -101,6 +103,7 @@ def cmd_heads_classify(args: argparse.Namespace) -> None:
             rows_per_frame=args.rows_per_frame or None,
             timestep=args.timestep,
             seed=args.seed,
+            aggregate=args.aggregate,
         )
     except ValueError as err:
         raise FreePropInputError(str(err)) from None

@@ -7,10 +7,14 @@ iff its densest off-diagonal block is denser than its sparsest diagonal block (E
 spatial. The final label is a majority vote over several videos (10 in the paper; ties → spatial).
 
 At real sizes N is tens of thousands, so N×N maps are out of the question. Densities are then
-estimated from `rows_per_frame` query rows sampled uniformly without replacement in every latent frame
-(default 64): each sampled row's softmax is exact over all N keys, so ρ_ij is an unbiased estimate
-with standard error ≤ 0.5/√(rows_per_frame·H'W'), and memory stays at `F'·rows_per_frame × N` floats
-per head (176 MB at 480p×81 frames). `rows_per_frame=None` (or ≥ H'W') uses every row: exact.
+estimated from r = `rows_per_frame` query rows sampled uniformly without replacement in every latent
+frame (default 64): each sampled row's softmax is exact over all N keys, so ρ_ij is unbiased, and memory
+stays at `F'·r × N` floats per head (176 MB at 480p×81 frames). The rows are a *cluster* sample (the
+scores of one row are correlated), so the standard error is that of a mean of r per-row densities,
+sd_ij/√r·√(1 − r/H'W') ≤ 0.5/√r — not 0.5/√(r·H'W') (tests/models/test_heads.py measures it).
+Eq. 7 takes a max and a min over noisy blocks, so noise leans it towards "temporal"; against that,
+`aggregate="mean"` averages the densities over the videos before Eq. 7 (√V less noise) instead of
+the paper's per-video majority vote (the default). `rows_per_frame=None` (or ≥ H'W') is exact.
 
 The probe runs the model as identity propagation (source = the video, first frame = its frame 0,
 z_t = (1−σ)·z_src + σ·ε at `timestep` = 1000σ) with empty text and plain RoPE (α_S = 0, α_T = 1), so
@@ -40,6 +44,7 @@ class HeadClassifierConfig:
     timestep: float = 500.0  # noise level of the probe, in [0, 1000]
     text_tokens: int = 512  # empty prompt length (Wan pads umT5 output to 512 tokens)
     seed: int = 0
+    aggregate: str = "vote"  # "vote": Eq. 7 per video, then majority (§8.1); "mean": Eq. 7 on mean densities
 
     def __post_init__(self):
         if not 0 < self.epsilon < 1:
@@ -48,6 +53,8 @@ class HeadClassifierConfig:
             raise ValueError(f"rows_per_frame must be ≥ 1 or None, got {self.rows_per_frame}")
         if not 0 <= self.timestep <= 1000:
             raise ValueError(f"timestep must be in [0, 1000], got {self.timestep}")
+        if self.aggregate not in ("vote", "mean"):
+            raise ValueError(f"aggregate must be 'vote' or 'mean', got {self.aggregate!r}")
 
 
 def attention_density(
@@ -167,7 +174,7 @@ def classify_heads(
     cfg: HeadClassifierConfig = HeadClassifierConfig(),
     progress: bool = True,
 ) -> tuple[dict[str, list[str]], torch.Tensor]:
-    """Classify every self-attention head by majority vote over videos (paper §8.1).
+    """Classify every self-attention head over videos (paper §8.1; `cfg.aggregate`, module docstring).
 
     Args:
         latent_videos: `(1, C, F', h, w)` source latents, one per video (10 in the paper).
@@ -175,13 +182,17 @@ def classify_heads(
     Returns:
         `(head_map, votes)`: the JSON-ready map and the `(V, L, H)` per-video temporal votes.
     """
-    votes = []
-    for latents in tqdm(list(latent_videos), desc="classifying heads", disable=not progress):
-        votes.append(torch.stack([classify_from_density(d) for d in head_densities(model, latents, cfg)]))
-    if not votes:
+    densities = [
+        head_densities(model, latents, cfg)  # (L, H, F', F')
+        for latents in tqdm(list(latent_videos), desc="classifying heads", disable=not progress)
+    ]
+    if not densities:
         raise ValueError("classify_heads needs at least one video")
-    votes = torch.stack(votes)  # (V, L, H)
-    return to_head_map(majority_vote(votes)), votes
+    votes = torch.stack([torch.stack([classify_from_density(d) for d in video]) for video in densities])
+    if cfg.aggregate == "mean":
+        mean = torch.stack(densities).mean(dim=0)  # (L, H, F', F'); needs one F' for every video
+        return to_head_map(torch.stack([classify_from_density(d) for d in mean])), votes
+    return to_head_map(majority_vote(votes)), votes  # votes: (V, L, H)
 
 
 def read_head_map(path: str | Path) -> dict:

@@ -95,6 +95,7 @@ class LossConfig:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     dropout_text: float = 0.1  # condition dropout (VideoX-Fun: ~0.1 for each condition)
+    dropout_image: float = 0.1  # CLIP tokens of the edit (only with an image encoder; else zeros, as at inference)
     dropout_first_frame: float = 0.0
     dropout_source: float = 0.0
 

@@ -32,13 +32,17 @@ class LatentPairDataset(torch.utils.data.Dataset):
         cache_dir: str | Path | None = None,
         text_fn=None,
         text_shape: tuple[int, int] = (512, 16),
+        image_fn=None,
     ):
+        """`text_fn(caption)` → text tokens; `image_fn(frame)` → CLIP image tokens of the edited first frame
+        (uint8 `[H, W, 3]` at the training size), as the pipeline computes them at inference."""
         self.cfg, self.codec, self.text_fn, self.text_shape = cfg, codec, text_fn, text_shape
+        self.image_fn = image_fn
         self.pairs = PairDataset(cfg.path, split=cfg.split, tasks=cfg.tasks or None)
         self.cache_dir = None
         if cfg.cache_latents and cache_dir is not None:
             settings = json.dumps(
-                [cfg.num_frames, cfg.height, cfg.width, cfg.fps, repr(codec)], sort_keys=True
+                [cfg.num_frames, cfg.height, cfg.width, cfg.fps, repr(codec), image_fn is not None], sort_keys=True
             )
             self.cache_dir = Path(cache_dir) / hashlib.sha1(settings.encode()).hexdigest()[:12]
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -49,11 +53,12 @@ class LatentPairDataset(torch.utils.data.Dataset):
     def _encode(self, index: int) -> dict[str, torch.Tensor]:
         pair = self.pairs[index]
         cfg = self.cfg
-        clips = {}
+        clips, frames = {}, {}
         for which in ("source", "target"):
             std = standardize(
                 video_of(pair, which), cfg.height, cfg.width, num_frames=cfg.num_frames, fps=cfg.fps
             )
+            frames[which] = std.frames
             clips[which] = to_tensor(std.frames)[None]  # (1, 3, F, H, W) in [-1, 1]
         with torch.no_grad():
             item = {
@@ -63,6 +68,8 @@ class LatentPairDataset(torch.utils.data.Dataset):
             }
             if self.text_fn is not None:
                 item["text"] = self.text_fn(pair.target_caption)[0]
+            if self.image_fn is not None:  # the edited first frame, as `FreePropPipeline.encode_image` sees it
+                item["image"] = self.image_fn(frames["target"][0])[0]
         return {k: v.float().contiguous().cpu() for k, v in item.items()}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

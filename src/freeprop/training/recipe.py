@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from freeprop.errors import FreePropInputError
 from freeprop.models.transformer import build_ffp_input
+from freeprop.pipeline import IMAGE_TOKENS
 from freeprop.training.config import TrainConfig, to_dict
 from freeprop.training.data import LatentPairDataset
 from freeprop.training.losses import (
@@ -167,12 +168,16 @@ class Trainer:
             text_fn = None
             if self.pipe.text_encoder is not None:
                 text_fn = lambda caption: self.pipe.encode_prompt(caption or "", "cpu")  # noqa: E731
+            image_fn = None
+            if self.pipe.image_encoder is not None:  # CLIP of the edit, as at inference (Fun-Control)
+                image_fn = lambda frame: self.pipe.encode_image(frame, "cpu")  # noqa: E731
             self.dataset = LatentPairDataset(
                 cfg.data,
                 self.pipe.codec,
                 self.out / "latent_cache",
                 text_fn,
                 (512, self.model.config.text_dim),
+                image_fn,
             )
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         self.per_rank = len(self.dataset) // world
@@ -251,7 +256,7 @@ class Trainer:
             first * keep(cfg.dropout_first_frame),
             unwrapped.mask_channels,
         )
-        image = self._image_tokens(b, x0)
+        image = self._image_tokens(batch, keep(cfg.dropout_image).view(b, 1, 1), x0)
         ramp = distill_ramp(self.step, cfg.distill_start_step, cfg.distill_warmup_steps)
         distill = cfg.variant == "full" and ramp > 0  # no teacher pass while its weight is 0
         blocks = self.distill_blocks if distill else ()
@@ -305,9 +310,13 @@ class Trainer:
         p_t, p_h, p_w = self.accelerator.unwrap_model(self.model).config.patch_size
         return latents.shape[2] // p_t, latents.shape[3] // p_h, latents.shape[4] // p_w
 
-    def _image_tokens(self, batch: int, like: torch.Tensor) -> torch.Tensor | None:
+    def _image_tokens(self, batch: dict, keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
+        """CLIP tokens of the edited first frame (with dropout) when the pipeline has an image encoder;
+        zeros otherwise — what the pipeline feeds at inference in each case (`FreePropPipeline.__call__`)."""
+        if "image" in batch:
+            return batch["image"] * keep
         image_dim = self.accelerator.unwrap_model(self.model).config.image_dim
-        return None if not image_dim else like.new_zeros(batch, 257, image_dim)
+        return None if not image_dim else like.new_zeros(like.shape[0], IMAGE_TOKENS, image_dim)
 
     # ------------------------------------------------------------------------------------------
     # The loop
