@@ -68,3 +68,12 @@ def test_wan_codec_from_pretrained_folder(tmp_path):
     torch.testing.assert_close(codec.encode(video, g1), codec.encode(video, g2))
     with pytest.raises(FreePropInputError, match="not found"):
         WanVAECodec.from_pretrained(tmp_path / "missing")
+
+
+def test_vae_paths_that_are_not_diffusers_folders_say_where_one_comes_from(tmp_path):
+    (tmp_path / "Wan2.1_VAE.pth").write_bytes(b"\x80\x02pickle")
+    (tmp_path / "empty").mkdir()
+    for path, what in ((tmp_path / "Wan2.1_VAE.pth", "a single file"), (tmp_path / "nope", "not found"),
+                       (tmp_path / "empty", "no config.json")):
+        with pytest.raises(FreePropInputError, match=f"{what}.*Wan-AI/Wan2.1-T2V-1.3B-Diffusers"):
+            WanVAECodec.from_pretrained(path)

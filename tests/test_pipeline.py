@@ -284,3 +284,20 @@ def test_sampler_conventions_with_an_oracle_velocity(scheduler, residual, predic
     from freeprop.eval.metrics.ground_truth import psnr
 
     assert psnr(out, target) > (45 if scheduler == "euler" else 30)
+
+
+def test_flow_shift_follows_the_resolution_unless_fixed(clip, monkeypatch):
+    import freeprop.pipeline as pipeline
+
+    assert pipeline.shift_for_size(480, 832) == 3.0 and pipeline.shift_for_size(720, 1280) == 5.0
+    assert pipeline.shift_for_size(544, 960) == 3.0 and pipeline.shift_for_size(704, 1280) == 5.0
+    monkeypatch.setattr(pipeline, "SHIFT_720P_AREA", 32 * 48)  # make this clip count as "720p"
+    pipe = tiny_pipeline()
+    run(pipe, clip, 255 - clip[0], num_inference_steps=1)
+    assert pipe.scheduler.config.flow_shift == 5.0
+    fixed = pipeline.load_pipeline("tiny", shift=3.0)
+    run(fixed, clip, 255 - clip[0], num_inference_steps=1)
+    assert fixed.scheduler.config.flow_shift == 3.0
+    euler = pipeline.load_pipeline("tiny", scheduler="euler")
+    run(euler, clip, 255 - clip[0], num_inference_steps=1)
+    assert euler.scheduler.config.shift == 5.0

@@ -88,6 +88,28 @@ class PixelCodec:
         return f"PixelCodec(spatial_factor={self.spatial_factor})"
 
 
+WAN_VAE_HELP = (
+    "pass a diffusers-format Wan2.1 VAE folder: the vae/ folder of any Wan-AI/Wan2.1-*-Diffusers release "
+    "(e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers), or a model folder that has one. The original Wan2.1_VAE.pth "
+    "that VideoX-Fun's Fun-Control releases ship converts with diffusers' scripts/convert_wan_to_diffusers.py"
+)
+
+
+def load_wan_vae(path: str | os.PathLike, torch_dtype=torch.float32):
+    """`AutoencoderKLWan` from a local diffusers folder (`path/vae/` or `path`), safetensors only."""
+    from diffusers import AutoencoderKLWan
+
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        raise FreePropInputError(f"{path}: a single file, not a VAE folder; {WAN_VAE_HELP}")
+    if not os.path.isdir(path):
+        raise FreePropInputError(f"{path}: VAE folder not found; {WAN_VAE_HELP}")
+    sub = "vae" if os.path.isdir(os.path.join(path, "vae")) else None
+    if not os.path.isfile(os.path.join(path, sub or "", "config.json")):
+        raise FreePropInputError(f"{path}: no config.json here or in vae/; {WAN_VAE_HELP}")
+    return AutoencoderKLWan.from_pretrained(path, subfolder=sub, torch_dtype=torch_dtype, use_safetensors=True)
+
+
 class WanVAECodec:
     """Wan2.1 VAE (`diffusers.AutoencoderKLWan`) with Wan's latent normalisation.
 
@@ -116,14 +138,7 @@ class WanVAECodec:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, torch_dtype=torch.float32, **kwargs) -> WanVAECodec:
         """Load `AutoencoderKLWan` from a local diffusers folder (its `vae/` subfolder or itself)."""
-        from diffusers import AutoencoderKLWan
-
-        path = os.fspath(path)
-        if not os.path.isdir(path):
-            raise FreePropInputError(f"{path}: VAE folder not found; pass a diffusers-format Wan2.1 folder")
-        sub = "vae" if os.path.isdir(os.path.join(path, "vae")) else None
-        vae = AutoencoderKLWan.from_pretrained(path, subfolder=sub, torch_dtype=torch_dtype)
-        return cls(vae, **kwargs)
+        return cls(load_wan_vae(path, torch_dtype), **kwargs)
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self._mean.to(z)) / self._std.to(z)

@@ -27,14 +27,16 @@ class SamplingDefaults:
     """Sampler settings used when the caller names none (pipeline, CLI and app alike).
 
     `steps` 30 is the fall-back for a model folder that stores no `num_inference_steps` of its own
-    (the bundled model stores 2, chosen on the validation split). `shift` 3.0 is Wan2.1's value at
-    480p (its 720p setting is 5.0).
+    (the bundled model stores 2, chosen on the validation split). Unless the caller fixes a shift, it
+    follows the resolution the model runs at, as Wan2.1 does: `shift` 3.0 at 480p, `shift_720p` 5.0 at
+    720p (from halfway between the two areas up).
     """
 
     steps: int = 30
     guidance_scale: float = 5.0
     scheduler: str = "unipc"
     shift: float = 3.0
+    shift_720p: float = 5.0
     overlap: int = 1
     seed: int = 0
 

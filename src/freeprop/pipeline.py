@@ -38,7 +38,7 @@ from diffusers.loaders import WanLoraLoaderMixin
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from freeprop.codecs import WanVAECodec, latent_num_frames, pixel_codec_for
+from freeprop.codecs import WanVAECodec, latent_num_frames, load_wan_vae, pixel_codec_for
 from freeprop.defaults import SAMPLING
 from freeprop.errors import FreePropInputError
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
@@ -46,6 +46,22 @@ from freeprop.video import atomic_path, from_tensor, resize_cover_crop, to_tenso
 
 TEXT_TOKENS = 512  # Wan pads umT5 output to 512 tokens (its I2V cross-attention assumes it)
 IMAGE_TOKENS = 257  # CLIP ViT-H/14 penultimate hidden states at 224 px
+
+
+SHIFT_720P_AREA = (480 * 832 + 720 * 1280) // 2  # halfway between Wan2.1's 480p and 720p areas
+
+
+def shift_for_size(height: int, width: int) -> float:
+    """Wan2.1's flow shift for the resolution a model runs at: 3.0 at 480p, 5.0 at 720p."""
+    return SAMPLING.shift_720p if height * width >= SHIFT_720P_AREA else SAMPLING.shift
+
+
+def with_shift(scheduler, shift: float):
+    """`scheduler` with flow shift `shift` (UniPC calls it flow_shift, Euler shift); itself if unchanged."""
+    key = "flow_shift" if "flow_shift" in scheduler.config else "shift"
+    if scheduler.config[key] == shift:
+        return scheduler
+    return type(scheduler).from_config(scheduler.config, **{key: shift})
 
 
 def make_scheduler(kind: str = SAMPLING.scheduler, shift: float = SAMPLING.shift):
@@ -70,7 +86,8 @@ def load_pipeline(
     shift: float | None = None,
     torch_dtype: torch.dtype = torch.float32,
 ) -> FreePropPipeline:
-    """A pipeline from what a user names on the command line.
+    """A pipeline from what a user names on the command line. `shift=None` lets the flow shift follow
+    the resolution of each call (`shift_for_size`); a number fixes it.
 
     - a pipeline folder (`model_index.json`, written by `save_pretrained`): loaded as saved;
     - a transformer folder (`config.json` + safetensors) or a preset name; with a preset, `weights`
@@ -85,22 +102,15 @@ def load_pipeline(
         pipe = FreePropPipeline.from_pretrained(spec, torch_dtype=torch_dtype)
         if shift is not None or scheduler != SAMPLING.scheduler:
             pipe.scheduler = make_scheduler(scheduler, SAMPLING.shift if shift is None else shift)
+        pipe.fixed_shift = shift
         return pipe
     transformer = load_model(model, weights, torch_dtype)
-    vae_model = None
-    if vae is not None:
-        from diffusers import AutoencoderKLWan
-
-        vae_path = Path(vae)
-        if not vae_path.is_dir():
-            raise FreePropInputError(
-                f"{vae}: VAE folder not found; pass a diffusers-format Wan2.1 VAE folder"
-            )
-        sub = "vae" if (vae_path / "vae").is_dir() else None
-        vae_model = AutoencoderKLWan.from_pretrained(vae_path, subfolder=sub, torch_dtype=torch.float32)
-    return FreePropPipeline(
+    vae_model = None if vae is None else load_wan_vae(vae)
+    pipe = FreePropPipeline(
         transformer.eval(), make_scheduler(scheduler, SAMPLING.shift if shift is None else shift), vae=vae_model
     )
+    pipe.fixed_shift = shift
+    return pipe
 
 
 @dataclass
@@ -247,6 +257,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             window_frames=window_frames,
             num_inference_steps=num_inference_steps,
         )
+        self.fixed_shift: float | None = None  # None: the shift follows the model resolution (`shift_for_size`)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, torch_dtype: torch.dtype | None = None, **kwargs):
@@ -455,6 +466,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise FreePropInputError(
                 f"model size {model_h}x{model_w} is not a multiple of {self.size_multiple}"
             )
+        if self.fixed_shift is None:  # Wan2.1: shift 3.0 at 480p, 5.0 at 720p
+            self.scheduler = with_shift(self.scheduler, shift_for_size(model_h, model_w))
 
         device = self._execution_device
         dtype = self.transformer.dtype

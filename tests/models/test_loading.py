@@ -176,3 +176,15 @@ def test_freeprop_weights_are_not_mistaken_for_fun_control(tmp_path):
     save_file(model.state_dict(), tmp_path / "w.safetensors")
     pipe = load_pipeline("tiny", tmp_path / "w.safetensors")
     assert torch.equal(pipe.transformer.alpha_predictor.head_s.weight, model.alpha_predictor.head_s.weight)
+
+
+def test_fun_control_v1_1_is_refused_by_name(tmp_path):
+    from diffusers import WanTransformer3DModel
+
+    from freeprop.models.loading import load_fun_control
+
+    state = WanTransformer3DModel(**FUN_CONTROL_TINY).state_dict()
+    state["ref_conv.weight"] = torch.zeros(24, 12, 2, 2)
+    save_file(state, tmp_path / "v11.safetensors")
+    with pytest.raises(FreePropInputError, match="V1.1 checkpoint .* use a Wan2.1-Fun-\\*-Control V1.0"):
+        load_fun_control(tmp_path / "v11.safetensors", head_dim=12)

@@ -111,7 +111,8 @@ def add_edit_parser(sub) -> None:
     p.add_argument("--overlap", type=non_negative_int, default=SAMPLING.overlap,
                    help=f"frames shared by consecutive windows, cross-faded (default {SAMPLING.overlap})")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=SAMPLING.scheduler, help="flow-matching sampler")
-    p.add_argument("--shift", type=float, help=f"flow shift (Wan: 3.0 at 480p, 5.0 at 720p; default {SAMPLING.shift:g})")
+    p.add_argument("--shift", type=float, help=f"flow shift (default: by resolution, as Wan2.1: {SAMPLING.shift:g} at "
+                   f"480p, {SAMPLING.shift_720p:g} at 720p)")
     add_device_options(p)
     p.add_argument("--attention-backend", help="diffusers attention backend, e.g. flash, _native_cudnn, sage")
     p.add_argument("--side-by-side", help="also write source | edited first frame | output to this video path")

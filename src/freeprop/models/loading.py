@@ -162,6 +162,11 @@ def load_fun_control(
         state = convert_wan_transformer_to_diffusers(state)
     if "patch_embedding.weight" not in state:
         raise FreePropInputError(f"{weights}: not a Wan transformer checkpoint (no patch_embedding.weight)")
+    if any(k.startswith(("ref_conv.", "control_adapter.")) for k in state):
+        raise FreePropInputError(
+            f"{weights}: a Wan2.1-Fun V1.1 checkpoint (ref_conv / control_adapter: its reference-image and "
+            "camera branches), which FreeProp does not support; use a Wan2.1-Fun-*-Control V1.0 checkpoint"
+        )
     config = wan_config_from_state(state, head_dim)
     if config["in_channels"] != 3 * config["out_channels"]:
         raise FreePropInputError(
