@@ -266,9 +266,9 @@ def test_batch_manifest_loads_the_model_once_and_carries_on_past_a_bad_row(tmp_p
 @pytest.mark.parametrize(
     "row,message",
     [
-        ("../outside.mp4,c0.png", "outside the manifest's folder"),
-        ("/etc/hostname,c0.png", "outside the manifest's folder"),
-        ("c0.mp4,c0.png,,../escape", "plain file name"),
+        ("../outside.mp4,c0.png", "is outside"),
+        ("/etc/hostname,c0.png", "is outside"),
+        ("c0.mp4,c0.png,,../escape", "not a plain name"),
     ],
 )
 def test_batch_manifest_paths_stay_in_their_folders(tmp_path, batch_folder, row, message, capsys):

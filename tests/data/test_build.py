@@ -143,7 +143,7 @@ def test_small_style_images_and_unknown_stage_names_are_reported(inputs, tiny_va
     cfg = config(inputs, local=LocalTrack(), stylization=replace(config(inputs).stylization, min_side=64))
     summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v), progress=False)
     assert summary.failed == {("cinematic_caption", "StageError"): 1}
-    assert "content image 40x40 is smaller than 64 px" in read_index(inputs / "out").to_pylist()[0]["error"]
+    assert "content image 40x40 (HEIGHTxWIDTH) is smaller than 64 px" in read_index(inputs / "out").to_pylist()[0]["error"]
     bad = config(inputs, output=str(inputs / "o2"), execution=Execution(stage_workers={"vace_typo": 2}))
     with pytest.raises(FreePropInputError, match="unknown stage"):
         run_build(bad, injected=injected(tiny_vace, tiny_i2v), progress=False)

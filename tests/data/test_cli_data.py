@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from freeprop.cli import main
 from freeprop.data.synthetic import write_synthetic
 from freeprop.video import write_video
@@ -89,3 +91,53 @@ def test_source_lists_with_captions(tmp_path):
     ]
     assert samples[0]["source"] == str(tmp_path / "v" / "a.mp4") and samples[0]["work"] == samples[1]["work"]
     assert samples[0]["sample_id"] != samples[1]["sample_id"]
+
+
+# --- datasets that are damaged or hostile: one line, nothing escapes the folder (issue 16) ---------
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    assert main(["data", "synth", str(tmp_path / "d"), "--train", "2", "--val", "0", "--test", "0",
+                 "--frames", "5", "--size", "16x16"]) == 0
+    return tmp_path / "d"
+
+
+def _rewrite_index(root, change):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(root / "index.parquet").to_pylist()
+    pq.write_table(pa.Table.from_pylist([change(dict(r)) for r in rows]), root / "index.parquet")
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("garbage-index", "unreadable index"),
+        ("missing-column", "missing columns: instruction"),
+        ("shard-escapes", "is outside"),
+        ("id-escapes", "not a plain name"),
+        ("truncated-shard", "unreadable shard"),
+        ("garbage-shard", "unreadable shard"),
+    ],
+)
+def test_damaged_or_hostile_datasets_are_one_line(small_dataset, damage, message, tmp_path, capsys):
+    root = small_dataset
+    shard = next(root.glob("**/*.tar"))
+    if damage == "garbage-index":
+        (root / "index.parquet").write_bytes(b"PAR1 not really")
+    elif damage == "missing-column":
+        _rewrite_index(root, lambda r: {k: v for k, v in r.items() if k != "instruction"})
+    elif damage == "shard-escapes":
+        _rewrite_index(root, lambda r: r | {"shard": "../../outside.tar"})
+    elif damage == "id-escapes":
+        _rewrite_index(root, lambda r: r | {"sample_id": "../../x"})
+    elif damage == "truncated-shard":
+        shard.write_bytes(shard.read_bytes()[:1024])
+    elif damage == "garbage-shard":
+        shard.write_bytes(b"\x00" * 10 + b"garbage" * 100)
+    code = main(["data", "inspect", str(root), "--contact-sheet", str(tmp_path / "sheet.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "sheet.png").exists()

@@ -86,3 +86,25 @@ def test_pairs_carry_targets_and_masks(tmp_path):
 def test_bad_bench_specs(spec, message):
     with pytest.raises(FreePropInputError, match=message):
         load_bench(spec)
+
+
+@pytest.mark.parametrize(
+    "record_id,record,message",
+    [
+        ("../../../../escape/X", {"<video1>": "videos/a.mp4"}, "not a plain name"),
+        ("a", {"<video1>": "/etc/hostname"}, "is outside"),
+        ("a", {"<video1>": "../../outside.mp4"}, "is outside"),
+        ("a", {"<video1>": "videos/a.mp4", "<image1>": "/etc/passwd.png"}, "is outside"),
+    ],
+)
+def test_editverse_paths_and_ids_stay_inside_the_benchmark(tmp_path, record_id, record, message):
+    (tmp_path / "EditVerseBench.json").write_text(json.dumps({record_id: record}))
+    with pytest.raises(FreePropInputError, match=message):
+        load_bench(f"editverse:{tmp_path}")
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"a": 3}', "\x00\xff"])
+def test_editverse_json_of_the_wrong_shape_is_one_line(tmp_path, content):
+    (tmp_path / "EditVerseBench.json").write_bytes(content.encode("latin-1"))
+    with pytest.raises(FreePropInputError, match="EditVerseBench.json"):
+        load_bench(f"editverse:{tmp_path}")

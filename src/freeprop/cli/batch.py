@@ -14,6 +14,7 @@ from pathlib import Path
 
 from freeprop.cli.common import VIDEO_SUFFIXES
 from freeprop.errors import FreePropInputError
+from freeprop.paths import inside, safe_name
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -37,19 +38,8 @@ def is_batch(source: str) -> bool:
     )
 
 
-def _inside(folder: Path, relative: str, what: str, line: int) -> Path:
-    """`relative` resolved under `folder`; a path that leaves the folder is refused."""
-    if not relative:
-        raise FreePropInputError(f"row {line}: the {what} column is empty")
-    path = (folder / relative).resolve()
-    if not path.is_relative_to(folder.resolve()):
-        raise FreePropInputError(f"row {line}: {what} {relative!r} is outside the manifest's folder {folder}")
-    return path
-
-
-def _output_name(name: str, line: int) -> str:
-    if not name or Path(name).name != name or name in (".", ".."):
-        raise FreePropInputError(f"row {line}: output {name!r} must be a plain file name (no folders)")
+def _output_name(name: str, what: str) -> str:
+    name = safe_name(name, what)
     return name if Path(name).suffix else name + ".mp4"
 
 
@@ -69,9 +59,9 @@ def read_manifest(path: Path, out_dir: Path) -> list[Row]:
     for line, record in enumerate(records, start=1):
         if not isinstance(record, dict) or not {"video", "first_frame"} <= record.keys():
             raise FreePropInputError(f"{path}: row {line} needs the columns video and first_frame")
-        video = _inside(path.parent, str(record["video"] or ""), "video", line)
-        first = _inside(path.parent, str(record["first_frame"] or ""), "first_frame", line)
-        name = _output_name(str(record.get("output") or video.stem + ".mp4"), line)
+        video = inside(path.parent, str(record["video"] or ""), f"{path.name}: row {line}: video")
+        first = inside(path.parent, str(record["first_frame"] or ""), f"{path.name}: row {line}: first_frame")
+        name = _output_name(str(record.get("output") or video.stem + ".mp4"), f"{path.name}: row {line}: output")
         rows.append(Row(video, first, out_dir / name, record.get("prompt") or None))
     return rows
 

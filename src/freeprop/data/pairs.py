@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from freeprop.errors import FreePropInputError
+from freeprop.paths import inside, safe_name
 from freeprop.video import DEFAULT_FPS, Video, atomic_path, read_video, write_video
 
 TASKS = ("swap", "removal", "modification", "stylization")
@@ -200,10 +201,18 @@ class PairWriter:
 
 
 def read_index(root: str | os.PathLike) -> pa.Table:
+    """The dataset's index, checked: readable Parquet with every column of the pair format."""
     path = Path(root) / INDEX
     if not path.is_file():
         raise FreePropInputError(f"{root}: no {INDEX}; pass a folder written in the pair format")
-    return pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise FreePropInputError(f"{path}: unreadable index ({type(err).__name__}: {str(err)[:120]})") from None
+    missing = [name for name in INDEX_COLUMNS if name not in table.column_names]
+    if missing:
+        raise FreePropInputError(f"{path}: not a pair-format index (missing columns: {', '.join(missing)})")
+    return table
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -227,6 +236,9 @@ class PairDataset:
     ):
         self.root = Path(root)
         rows = [r for r in read_index(self.root).to_pylist() if r["status"] == "ok"]
+        for row in rows:  # names from the index meet the file system: they stay in the dataset folder
+            safe_name(row["sample_id"], f"{self.root / INDEX}: sample id")
+            inside(self.root, row["shard"], f"{self.root / INDEX}: shard of {row['sample_id']}")
         if split is not None:
             rows = [r for r in rows if r["split"] == split]
         if tasks:
@@ -241,8 +253,12 @@ class PairDataset:
 
     def _member_bytes(self, shard: str, name: str) -> bytes | None:
         if shard not in self._members:
-            with tarfile.open(self.root / shard) as tar:
-                self._members[shard] = {m.name: m for m in tar.getmembers()}
+            try:
+                with tarfile.open(self.root / shard) as tar:
+                    self._members[shard] = {m.name: m for m in tar.getmembers()}
+            except (tarfile.TarError, OSError) as err:
+                detail = str(err).splitlines()[0]
+                raise FreePropInputError(f"{self.root / shard}: unreadable shard ({type(err).__name__}: {detail})") from None
         info = self._members[shard].get(name)
         if info is None:
             return None
@@ -250,13 +266,25 @@ class PairDataset:
             handle.seek(info.offset_data)
             return handle.read(info.size)
 
+    def _video(self, shard: str, name: str, required: bool = False) -> np.ndarray | None:
+        """A decoded video member; a missing or corrupt one is named by shard and member."""
+        data = self._member_bytes(shard, name)
+        if data is None:
+            if required:
+                raise FreePropInputError(f"{self.root / shard}: no member {name} (truncated or foreign shard)")
+            return None
+        try:
+            return _decode(data)
+        except FreePropInputError:
+            raise FreePropInputError(f"{self.root / shard}: member {name} is not a readable video") from None
+
     def __getitem__(self, index: int) -> Pair:
         row = self.rows[index]
         sid, shard = row["sample_id"], row["shard"]
-        source = _decode(self._member_bytes(shard, f"{sid}.source.mp4"))
-        target = _decode(self._member_bytes(shard, f"{sid}.target.mp4"))
-        mask_bytes = self._member_bytes(shard, f"{sid}.mask.mp4")
-        mask = None if mask_bytes is None else (_decode(mask_bytes)[..., 0] > 127).astype(np.uint8) * 255
+        source = self._video(shard, f"{sid}.source.mp4", required=True)
+        target = self._video(shard, f"{sid}.target.mp4", required=True)
+        mask = self._video(shard, f"{sid}.mask.mp4")
+        mask = None if mask is None else (mask[..., 0] > 127).astype(np.uint8) * 255
         meta = json.loads(self._member_bytes(shard, f"{sid}.meta.json") or b"{}")
         return Pair(
             sid,

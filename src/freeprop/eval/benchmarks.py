@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from freeprop.errors import FreePropInputError
+from freeprop.paths import inside, safe_name
 
 UNIC_INSTRUCTION = "Edit the video so that it shows: {caption}"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -82,8 +83,10 @@ def load_editverse(root: Path, cases: list[str] | None = None) -> Bench:
         )
     try:
         records = json.loads(index.read_text())
-    except json.JSONDecodeError as err:
-        raise FreePropInputError(f"{index}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FreePropInputError(f"{index}: not valid JSON ({err})") from None
+    if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+        raise FreePropInputError(f"{index}: expected an object of case id → case object (EditVerseBench layout)")
     wanted = list(records) if cases is None else cases
     unknown = [c for c in wanted if c not in records]
     if unknown:
@@ -91,9 +94,13 @@ def load_editverse(root: Path, cases: list[str] | None = None) -> Bench:
     out, missing = [], []
     for case_id in wanted:
         record = records[case_id]
-        source = root / record.get("<video1>", "")
+        safe_name(case_id, f"{index.name}: case id")
+        video = record.get("<video1>")
+        source = inside(root, video, f"{index.name}: case {case_id}: <video1>") if video else root  # root: missing
         image = record.get("<image1>")
-        first = root / image if image and Path(image).suffix.lower() in _IMAGE_SUFFIXES else None
+        first = None
+        if image and Path(str(image)).suffix.lower() in _IMAGE_SUFFIXES:
+            first = inside(root, image, f"{index.name}: case {case_id}: <image1>")
         first = (
             first
             if first is not None and first.is_file()
@@ -122,7 +129,7 @@ def load_unic(root: Path, cases: list[str] | None = None, instruction: str = UNI
         raise FreePropInputError(f"{root}: no Propagation/<id>/ case folders (UNICBench layout)")
     out, missing = [], []
     for case_id in cases if cases is not None else ids:
-        case = folder / case_id
+        case = folder / safe_name(case_id, "UNICBench case id")
         source = next((case / n for n in ("origin.mp4", "reference.mp4") if (case / n).is_file()), None)
         caption = (case / "caption.txt").read_text().strip() if (case / "caption.txt").is_file() else ""
         if source is None:
@@ -153,6 +160,7 @@ def load_pairs(root: Path, split: str = "test", cases: list[str] | None = None) 
     for index, row in enumerate(dataset.rows):
         if cases is not None and row["sample_id"] not in cases:
             continue
+        safe_name(row["sample_id"], f"{root}: sample id")
         pair = dataset[index]
         out.append(
             Case(
