@@ -77,3 +77,34 @@ def test_vae_paths_that_are_not_diffusers_folders_say_where_one_comes_from(tmp_p
                        (tmp_path / "empty", "no config.json")):
         with pytest.raises(FreePropInputError, match=f"{what}.*Wan-AI/Wan2.1-T2V-1.3B-Diffusers"):
             WanVAECodec.from_pretrained(path)
+
+
+def test_a_pickled_vae_is_refused_never_unpickled(tmp_path):
+    """A diffusers folder with only `diffusion_pytorch_model.bin` is refused in one line; the pickle never
+    runs (diffusers would otherwise 'default to unsafe serialization' and torch.load it)."""
+    import pickle
+
+    folder = tmp_path / "vae"
+    tiny_wan_vae().save_pretrained(folder)
+    (folder / "diffusion_pytorch_model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(FreePropInputError, match="cannot load AutoencoderKLWan"):
+        WanVAECodec.from_pretrained(folder)
+    assert not marker.exists()
+
+
+def test_custom_code_configs_are_refused(tmp_path):
+    import json
+
+    folder = tmp_path / "vae"
+    tiny_wan_vae().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"auto_map": {"AutoModel": "evil.Model"}}))
+    with pytest.raises(FreePropInputError, match="custom code"):
+        WanVAECodec.from_pretrained(folder)

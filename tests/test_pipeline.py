@@ -106,7 +106,10 @@ def test_vae_pipeline_and_save_load_round_trip(tmp_path):
         type(loaded.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
         and loaded.config.window_frames == 9
     )
-    np.testing.assert_array_equal(run(loaded, clip, clip[0], num_inference_steps=2).frames, out.frames)
+    again = run(loaded, clip, clip[0], num_inference_steps=2).frames.astype(int)
+    # same weights, same output up to float rounding (the loaded tensors' memory layout can pick another
+    # BLAS path: ~4e-7 in the transformer, which may flip a pixel's rounding)
+    assert np.abs(again - out.frames).max() <= 1 and (again != out.frames).mean() < 1e-3
 
 
 def test_strict_folder_loading(tmp_path):

@@ -107,7 +107,9 @@ def load_wan_vae(path: str | os.PathLike, torch_dtype=torch.float32):
     sub = "vae" if os.path.isdir(os.path.join(path, "vae")) else None
     if not os.path.isfile(os.path.join(path, sub or "", "config.json")):
         raise FreePropInputError(f"{path}: no config.json here or in vae/; {WAN_VAE_HELP}")
-    return AutoencoderKLWan.from_pretrained(path, subfolder=sub, torch_dtype=torch_dtype, use_safetensors=True)
+    from freeprop.hub import load_pretrained
+
+    return load_pretrained(AutoencoderKLWan, path, subfolder=sub, torch_dtype=torch_dtype)  # safetensors only
 
 
 class WanVAECodec:

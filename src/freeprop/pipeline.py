@@ -41,6 +41,7 @@ from PIL import Image
 from freeprop.codecs import WanVAECodec, latent_num_frames, load_wan_vae, pixel_codec_for
 from freeprop.defaults import SAMPLING
 from freeprop.errors import FreePropInputError
+from freeprop.hub import load_pretrained
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
 from freeprop.video import atomic_path, from_tensor, resize_cover_crop, to_tensor
 
@@ -295,7 +296,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 if torch_dtype and name in ("vae", "text_encoder", "image_encoder")
                 else {}
             )
-            parts[name] = component_cls.from_pretrained(folder / name, **extra)
+            parts[name] = load_pretrained(component_cls, str(folder / name), **extra)  # safetensors only
         options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps") if k in index}
         return cls(**parts, **{**options, **kwargs})
 
