@@ -94,19 +94,23 @@ def ast_rope_overhead(sizes, device, clock) -> dict:
     results = {}
     for name, shape in sizes["shapes"].items():
         x, t, text, image = _inputs(shape, kwargs, device, sizes["dtype"], kwargs["in_channels"])
-        runs = {"stock": lambda: stock(x[:, : 3 * c], t, text, image), "freeprop": lambda: ours(x, t, text, image)}
-        times = {"stock": [], "freeprop": []}
-        with torch.no_grad():
-            for fn in runs.values():
-                clock(fn)  # warm-up
-            for i in range(sizes["repeats"]):
-                for key in (list(runs) if i % 2 == 0 else list(runs)[::-1]):
-                    times[key].append(clock(runs[key])[0])
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = _alternating({"stock": (stock, x[:, : 3 * c]), "freeprop": (ours, x)}, (t, text, image), sizes, clock)
         results[name] = {"tokens": shape[0] * shape[1] * shape[2] // 4, "stock_s": med["stock"],
                          "freeprop_s": med["freeprop"], "overhead_pct": 100 * (med["freeprop"] / med["stock"] - 1)}
-    del stock, ours
     return results
+
+
+def _alternating(models: dict, rest: tuple, sizes, clock) -> dict[str, float]:
+    """Median seconds of each `model(inputs, *rest)`, after a warm-up, alternating the order each round."""
+    times = {name: [] for name in models}
+    with torch.no_grad():
+        for model, inputs in models.values():
+            clock(lambda m=model, i=inputs: m(i, *rest))  # warm-up
+        for round_ in range(sizes["repeats"]):
+            for name in list(models) if round_ % 2 == 0 else list(models)[::-1]:
+                model, inputs = models[name]
+                times[name].append(clock(lambda m=model, i=inputs: m(i, *rest))[0])
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def denoise_step(sizes, device, clock) -> dict:
@@ -135,6 +139,7 @@ def denoise_step(sizes, device, clock) -> dict:
 def train_step(sizes, device, clock) -> dict:
     """3. One optimiser step of `baseline` and `full`, LoRA 128, gradient checkpointing, bf16 autocast."""
     from benchmarks.bench_train import RandomLatents
+
     from freeprop.training.config import load_config
     from freeprop.training.recipe import Trainer
 
