@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -190,11 +191,30 @@ def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) ->
     `patch_embedding` (the mask channels M train fully, paper §4.1–4.2); `folder/freeprop_adapter.json`
     the head map. The LoRA file's metadata carries its LoraConfig (rank, alpha, targets).
     """
+    folder = Path(folder)
+    partial = folder.with_name(f".{folder.name}.partial")  # written whole, then swapped in (a kill
+    shutil.rmtree(partial, ignore_errors=True)              # leaves the old adapter or the new one)
+    partial.mkdir(parents=True)
+    _write_adapter(partial, transformer)
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    partial.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def adapter_is_complete(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a whole adapter as `save_adapter` writes it (the LoRA file is optional)."""
+    folder = Path(folder)
+    return (folder / ADAPTER_CONFIG).is_file() and (folder / TRAINED_MODULES).is_file()
+
+
+def _write_adapter(folder: Path, transformer: FreePropTransformer) -> None:
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if getattr(transformer, "peft_config", None):
         # the adapter's LoraConfig goes into the file's metadata (as diffusers' training scripts do), so
         # load_lora_weights restores lora_alpha; without it diffusers reloads alpha = rank
@@ -214,7 +234,6 @@ def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) ->
     }
     with atomic_path(folder / TRAINED_MODULES) as tmp:
         save_file(trained, str(tmp))
-    return folder
 
 
 class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):

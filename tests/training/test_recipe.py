@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -303,8 +304,8 @@ def test_interrupted_cli_run_exits_130_and_its_hint_resumes_with_the_overrides(p
 
     real_train = recipe.train
 
-    def sigterm_after_step_1(cfg, resume=False):
-        return real_train(cfg, resume=resume, on_step=lambda t: t.step == 1 and os.kill(os.getpid(), signal.SIGTERM))
+    def sigterm_after_step_1(cfg, resume=False, overwrite=False):
+        return real_train(cfg, resume=resume, overwrite=overwrite, on_step=lambda t: t.step == 1 and os.kill(os.getpid(), signal.SIGTERM))
 
     monkeypatch.setattr(recipe, "train", sigterm_after_step_1)
     out = tmp_path / "run with space"
@@ -386,3 +387,134 @@ def test_clip_tokens_of_the_edit_train_as_they_infer(pairs, tmp_path):
     for s in seen:
         for i in range(4):
             assert torch.equal(s[i], batch["image"][i]) or not s[i].any()
+
+
+# --- bad input to `freeprop train`: one line, exit 2, nothing written (issue 16) -----------------
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optim.lr=-1"], "optim.lr must be > 0"),
+        (["optim.eps=0"], "optim.eps must be > 0"),
+        (["optim.schedule=wobbly"], "optim.schedule must be one of"),
+        (["optim.warmup_steps=-3"], "optim.warmup_steps must be ≥ 0"),
+        (["data.num_frames=0"], "data.num_frames must be ≥ 1"),
+        (["data.height=0"], "data.height must be ≥ 2"),
+        (["data.fps=0"], "data.fps must be > 0"),
+        (["lora.rank=0"], "lora.rank must be ≥ 1"),
+        (["loss.k_s=0"], "loss.k_s must be ≥ 1"),
+        (["loss.dropout_text=1.5"], "loss.dropout_text must be in [0.0, 1.0]"),
+        (["max_steps=-1"], "max_steps must be ≥ 1"),
+        (["mixed_precision=fp16"], "needs a CUDA GPU"),
+    ],
+)
+def test_nonsense_settings_are_refused_in_one_line(pairs, tmp_path, overrides, message, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out), *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"- a list\n- of things\n", b"\x00\xff\xfe binary", b"lr: [unclosed"])
+def test_config_files_that_are_not_mappings_are_one_line(tmp_path, content, capsys):
+    (tmp_path / "c.yaml").write_bytes(content)
+    assert main(["train", str(tmp_path / "c.yaml")]) == 2
+    assert "\n" not in capsys.readouterr().err.strip()
+
+
+def test_an_old_run_is_not_mixed_with_a_new_one(pairs, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out)]) == 0
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out, "max_steps=3")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out, "max_steps=3"), "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated-weights", "missing-state", "corrupt-state", "latest-nowhere"])
+def test_resume_falls_back_past_a_half_written_checkpoint(pairs, tmp_path, damage, capsys):
+    out = tmp_path / "run"
+    args = tiny_args(pairs, out, "max_steps=3", "save_every=1")
+    straight = tmp_path / "straight"
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, straight, "max_steps=3", "save_every=1")]) == 0
+    sigterm_after_2 = lambda t: t.step == 2 and os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    assert train(load_config("configs/tiny.yaml", args), on_step=sigterm_after_2)["steps"] == 2  # saved 1, 2
+    last = out / "checkpoints" / "step-0000002"
+    if damage == "truncated-weights":
+        weights = last / "trainable.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "missing-state":
+        (last / "state.json").unlink()
+    elif damage == "corrupt-state":
+        (last / "state.json").write_text("{not json")
+    else:
+        shutil.rmtree(last)
+    assert main(["train", "configs/tiny.yaml", *args, "--resume"]) == 0
+    if damage != "latest-nowhere":
+        assert "step-0000002 is incomplete" in capsys.readouterr().err
+    a = load_file(straight / "checkpoints" / "step-0000003" / "trainable.safetensors")
+    b = load_file(out / "checkpoints" / "step-0000003" / "trainable.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resumed from step 1: still the same run
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # step 2 re-run and logged once
+
+
+def test_resume_with_another_lora_rank_says_what_differs(pairs, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out, "save_every=1")]) == 0
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out, "max_steps=3", "lora.rank=8"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "lora.rank or the model changed" in err and "(4, " in err and "(8, " in err
+
+
+@pytest.mark.parametrize("damage", ["half-written-lora", "missing-trained-modules"])
+def test_a_kill_during_the_final_adapter_save_is_repaired_by_resume(pairs, tmp_path, damage):
+    from freeprop.models import build_transformer
+    from freeprop.pipeline import FreePropPipeline, make_scheduler
+
+    out = tmp_path / "run"
+    assert main(["train", "configs/tiny.yaml", *tiny_args(pairs, out)]) == 0
+    adapter = out / "adapter"
+
+    def tensors():  # copied out of the memory-mapped file, which the damage below truncates
+        return {p.name: {k: v.clone() for k, v in load_file(p).items()} for p in adapter.glob("*.safetensors")}
+
+    good = tensors()
+    if damage == "half-written-lora":  # what the old in-place save left: a cut LoRA file, no modules
+        lora = adapter / "pytorch_lora_weights.safetensors"
+        lora.write_bytes(lora.read_bytes()[:200])
+        (adapter / "trained_modules.safetensors").unlink()
+    else:
+        (adapter / "trained_modules.safetensors").unlink()
+    summary = train(tiny_config(pairs, out), resume=True)
+    assert summary["status"].startswith("already finished; adapter repaired")
+    again = tensors()
+    assert again.keys() == good.keys()
+    assert all(torch.equal(again[f][k], good[f][k]) for f in good for k in good[f])  # the same adapter, rebuilt
+    pipe = FreePropPipeline(build_transformer("tiny"), make_scheduler())
+    pipe.load_adapter(adapter)  # and it loads
+
+
+def test_adapter_folders_are_swapped_in_whole(tmp_path, monkeypatch):
+    import freeprop.pipeline as pipeline
+    from freeprop.models import build_transformer
+
+    model = build_transformer("tiny")
+    pipeline.save_adapter(tmp_path / "adapter", model)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "adapter").iterdir()}
+
+    def killed(folder, transformer):
+        (folder / "adapter_config.partial").write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_write_adapter", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.save_adapter(tmp_path / "adapter", model)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "adapter").iterdir()} == before

@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("config", help=f"YAML recipe: a file, or a shipped recipe by name ({names})")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=1e-4 loss.variant=baseline")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true", help="start over in an output_dir that holds a run (deletes it)")
     p.set_defaults(func=cmd_train)
 
 
@@ -38,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     try:
-        summary = train(cfg, resume=args.resume)
+        summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingError as err:
         print(f"freeprop: training stopped: {err}", file=sys.stderr)
         return 1

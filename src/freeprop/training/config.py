@@ -20,6 +20,21 @@ VARIANTS = (
 )  # paper Table 3: FM only + plain RoPE / + AST-RoPE / + distillation
 
 
+# diffusers' `get_scheduler` names (diffusers.optimization.SchedulerType)
+SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+             "piecewise_constant")
+
+
+def require(config, section: str, **ranges: tuple) -> None:
+    """Each named field within [low, high] (None = unbounded), else one error naming `section.field`."""
+    for name, (low, high) in ranges.items():
+        value = getattr(config, name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+            key = f"{section}.{name}" if section else name
+            raise FreePropInputError(f"{key} must be {bounds}, got {value}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     preset: str = "tiny"  # a name from freeprop.models.presets
@@ -41,6 +56,11 @@ class DataConfig:
     cache_latents: bool = True  # encode each sample once with the codec and keep its latents on disk
     num_workers: int = 0
 
+    def __post_init__(self):
+        require(self, "data", num_frames=(1, None), height=(2, None), width=(2, None), num_workers=(0, None))
+        if self.fps is not None and self.fps <= 0:
+            raise FreePropInputError(f"data.fps must be > 0 (or null to keep each pair's rate), got {self.fps}")
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -52,6 +72,11 @@ class LoraConfig:
         r".*blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)|.*blocks\.\d+\.ffn\.net\.(0\.proj|2)"
     )
     dropout: float = 0.0
+
+    def __post_init__(self):
+        require(self, "lora", rank=(1, None), dropout=(0.0, 0.99))
+        if self.alpha <= 0:
+            raise FreePropInputError(f"lora.alpha must be > 0, got {self.alpha}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,16 @@ class OptimConfig:
     schedule: str = "cosine"  # paper §5.1: cosine decay (diffusers get_scheduler names)
     warmup_steps: int = 100
     max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        require(self, "optim", weight_decay=(0.0, None), warmup_steps=(0, None))
+        for name in ("lr", "eps", "max_grad_norm"):
+            if getattr(self, name) <= 0:
+                raise FreePropInputError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise FreePropInputError(f"optim.betas must lie in [0, 1), got {self.betas}")
+        if self.schedule not in SCHEDULES:
+            raise FreePropInputError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +133,17 @@ class LossConfig:
     dropout_image: float = 0.1  # CLIP tokens of the edit (only with an image encoder; else zeros, as at inference)
     dropout_first_frame: float = 0.0
     dropout_source: float = 0.0
+
+    def __post_init__(self):
+        require(self, "loss", lambda_motion=(0.0, None), lambda_mmd=(0.0, None), k_s=(1, None),
+                distill_start_step=(0, None), distill_warmup_steps=(0, None), edit_weight=(0.0, None),
+                dropout_text=(0.0, 1.0), dropout_image=(0.0, 1.0), dropout_first_frame=(0.0, 1.0),
+                dropout_source=(0.0, 1.0))
+        for name in ("shift", "logit_std"):
+            if getattr(self, name) <= 0:
+                raise FreePropInputError(f"loss.{name} must be > 0, got {getattr(self, name)}")
+        if self.mmd_bandwidth is not None and self.mmd_bandwidth <= 0:
+            raise FreePropInputError(f"loss.mmd_bandwidth must be > 0 (or null: median heuristic), got {self.mmd_bandwidth}")
 
 
 @dataclass(frozen=True)
@@ -134,11 +180,10 @@ class TrainConfig:
             )
         if self.loss.timestep_sampling not in ("uniform", "logit_normal"):
             raise FreePropInputError("loss.timestep_sampling must be 'uniform' or 'logit_normal'")
-        if self.loss.edit_weight < 0:
-            raise FreePropInputError(f"loss.edit_weight must be ≥ 0, got {self.loss.edit_weight}")
-        for name in ("batch_size", "grad_accum", "save_every", "log_every", "epochs"):
-            if getattr(self, name) < 1:
-                raise FreePropInputError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        require(self, "", batch_size=(1, None), grad_accum=(1, None), save_every=(1, None), log_every=(1, None),
+                epochs=(1, None), max_nonfinite=(1, None))
+        if self.max_steps is not None and self.max_steps < 1:
+            raise FreePropInputError(f"max_steps must be ≥ 1 (or null: run `epochs`), got {self.max_steps}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

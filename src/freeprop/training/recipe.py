@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -93,6 +96,8 @@ class Trainer:
 
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
+        if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise FreePropInputError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on the CPU")
         self.accelerator = Accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum
         )
@@ -506,17 +511,39 @@ class Trainer:
         return final
 
     def load_checkpoint(self, path: Path | None = None) -> None:
+        """Resume from `path`, or from the newest complete checkpoint: one that a kill left half-written
+        (a missing or truncated file, a `latest` pointing nowhere) is reported and the one before used."""
+        if path is not None:
+            return self._load_checkpoint(path)
         root = self.out / "checkpoints"
-        if path is None:
-            pointer = root / "latest"
-            if not pointer.is_file():
-                raise FreePropInputError(f"{self.out}: no checkpoint to resume from; drop --resume")
-            path = root / pointer.read_text().strip()
+        candidates = sorted(root.glob("step-*"), reverse=True) if root.is_dir() else []
+        if not candidates:
+            raise FreePropInputError(f"{self.out}: no checkpoint to resume from; drop --resume")
+        for candidate in candidates:
+            try:
+                return self._load_checkpoint(candidate)
+            except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+                if isinstance(err, FreePropInputError) and "does not match" in str(err):
+                    raise
+                print(f"note: {candidate.name} is incomplete ({type(err).__name__}); trying the one before",
+                      file=sys.stderr)
+        raise FreePropInputError(f"{root}: no complete checkpoint to resume from; start over with --overwrite")
+
+    def _load_checkpoint(self, path: Path) -> None:
         trained = load_file(str(path / "trainable.safetensors"))
         missing = set(self.trainable_names) - set(trained)
         if missing or set(trained) - set(self.trainable_names):
             raise FreePropInputError(f"{path}: checkpoint does not match this config's trainable weights")
         model = self.accelerator.unwrap_model(self.model)
+        params = dict(model.named_parameters())
+        for name, tensor in trained.items():
+            if tensor.shape != params[name].shape:
+                raise FreePropInputError(
+                    f"{path}: checkpoint does not match this config: {name} is {tuple(tensor.shape)} there, "
+                    f"{tuple(params[name].shape)} here (lora.rank or the model changed?); resume with the "
+                    f"settings in {self.out / 'config.json'}"
+                )
+        state = json.loads((path / "state.json").read_text())
         model.load_state_dict(trained, strict=False)
         if (path / "teacher.safetensors").is_file():
             self.teacher_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -527,7 +554,6 @@ class Trainer:
         rng = torch.load(rank_file if rank_file.is_file() else path / "rng.pt", weights_only=True)
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["generator"])
-        state = json.loads((path / "state.json").read_text())
         self.step, self.epoch, self.position, self.skipped = (
             state["step"],
             state["epoch"],
@@ -538,13 +564,59 @@ class Trainer:
         np_state = list(np.random.get_state())
         np_state[1] = np.array(state["numpy_random"], dtype=np.uint32)
         np.random.set_state(tuple(np_state))
+        if self.accelerator.is_main_process:  # steps logged after this checkpoint will be logged again
+            _truncate_metrics(self.out / "metrics.jsonl", self.step)
 
 
-def train(cfg: TrainConfig, resume: bool = False, on_step=None) -> dict:
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):  # a line cut by the kill
+            continue
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+
+
+RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "adapter", "tensorboard")
+
+
+def prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder: an existing run is continued (--resume) or, with
+    --overwrite, its files are removed first (the latent cache stays: it is keyed by its settings)."""
+    if out.exists() and not out.is_dir():
+        raise FreePropInputError(f"output_dir {out} is a file; point output_dir at a folder")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if not existing or resume:
+        return
+    if not overwrite:
+        raise FreePropInputError(
+            f"output_dir {out} already holds a run ({', '.join(existing)}); continue it with --resume, "
+            "or start over with --overwrite (deletes that run)"
+        )
+    if int(os.environ.get("RANK", "0")) == 0:
+        for name in existing:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def train(cfg: TrainConfig, resume: bool = False, on_step=None, overwrite: bool = False) -> dict:
     """Build a trainer from `cfg`, optionally resume from the latest checkpoint, and train."""
+    from freeprop.pipeline import adapter_is_complete
+
+    prepare_output_dir(Path(cfg.output_dir), resume, overwrite)
     trainer = Trainer(cfg)
     if resume:
         trainer.load_checkpoint()
     if trainer.step >= trainer.max_steps:
-        return {"status": "already finished", "steps": trainer.step, "max_steps": trainer.max_steps}
+        status = "already finished"
+        if not adapter_is_complete(trainer.out / "adapter"):  # a kill during the final save: redo it
+            trainer.save_adapter(trainer.out / "adapter")
+            status = "already finished; adapter repaired from the last checkpoint"
+        return {"status": status, "steps": trainer.step, "max_steps": trainer.max_steps}
     return trainer.train(on_step=on_step)
