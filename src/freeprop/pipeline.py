@@ -407,19 +407,39 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 )
             self.transformer.load_state_dict(state, strict=False)
         config = path / ADAPTER_CONFIG if path.is_dir() else None
+        if head_map is None and config is not None and config.is_file():
+            try:
+                head_map = json.loads(config.read_text()).get("head_map")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+                raise FreePropInputError(f"{config}: not an adapter config ({err})") from None
         if head_map is not None:
-            self.transformer.set_head_map(head_map)
-        elif config is not None and config.is_file():
-            self.transformer.set_head_map(json.loads(config.read_text()).get("head_map"))
+            try:
+                self.transformer.set_head_map(head_map)
+            except ValueError as err:
+                raise FreePropInputError(f"{config or path}: head map does not fit this model ({err})") from None
         if lora.is_file():
+            self._check_lora_fits(lora, read_safetensors(lora))  # before diffusers (which only warns)
             try:
                 self.load_lora_weights(str(lora), adapter_name=adapter_name)
             except (ValueError, KeyError, RuntimeError) as err:
-                raise FreePropInputError(
-                    f"{lora}: not a LoRA for this model ({str(err).splitlines()[0]})"
-                ) from None
+                first = (str(err).strip().splitlines() or [""])[0][:160]
+                raise FreePropInputError(f"{lora}: not a LoRA for this model ({first})") from None
             if fuse:
                 self.fuse_lora(components=["transformer"])
+
+    def _check_lora_fits(self, file: Path, state: dict) -> None:
+        """Every LoRA matrix must target a linear layer of this transformer, with its shapes."""
+        modules = dict(self.transformer.named_modules())
+        for key, tensor in state.items():
+            name = key.removeprefix("transformer.")
+            path, _, kind = name.rpartition(".lora_")
+            target = modules.get(path)
+            expected = None
+            if target is not None and hasattr(target, "in_features"):
+                expected = tensor.shape[1] == target.in_features if kind.startswith("A") else (
+                    tensor.shape[0] == target.out_features)
+            if not expected:
+                raise FreePropInputError(f"{file}: not a LoRA for this model ({key} fits no layer of it)")
 
     # ------------------------------------------------------------------------------------------
 

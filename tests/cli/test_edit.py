@@ -277,3 +277,74 @@ def test_batch_manifest_paths_stay_in_their_folders(tmp_path, batch_folder, row,
     assert main(["edit", str(manifest), "-o", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
+
+
+# --- broken and hostile model files: one line, nothing allocated first (issue 16) ---------------
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    from freeprop import FreePropPipeline
+    from freeprop.pipeline import make_scheduler
+
+    FreePropPipeline(build_transformer("tiny"), make_scheduler()).save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("empty-weights", "not a readable .safetensors file"),
+        ("truncated-weights", "not a readable .safetensors file"),
+        ("header-garbage", "not a readable .safetensors file"),
+        ("config-not-json", "unreadable config.json"),
+        ("layers-100000", "num_layers = 100000 is not a whole number"),
+        ("rope-1e9", "rope_max_seq_len"),
+        ("negative-heads", "num_attention_heads = -2"),
+        ("unknown-key", "unknown config key(s) ['wobble']"),
+        ("lora-truncated", "not a readable .safetensors file"),
+        ("lora-misfit", "not a LoRA for this model"),
+        ("lora-head-map-misfit", "head map does not fit this model"),
+    ],
+)
+def test_broken_model_files_are_one_line(tmp_path, edit_inputs, model_folder, damage, message, capsys):
+    import time
+
+    source, edit = edit_inputs
+    transformer = model_folder / "transformer"
+    weights = transformer / "diffusion_pytorch_model.safetensors"
+    config = json.loads((transformer / "config.json").read_text())
+    extra = []
+    if damage == "empty-weights":
+        weights.write_bytes(b"")
+    elif damage == "truncated-weights":
+        weights.write_bytes(weights.read_bytes()[:300])
+    elif damage == "header-garbage":
+        weights.write_bytes(b"\xff" * 8 + b"not a header" + weights.read_bytes()[20:])
+    elif damage == "config-not-json":
+        (transformer / "config.json").write_text("{layers: many")
+    elif damage in ("layers-100000", "rope-1e9", "negative-heads", "unknown-key"):
+        change = {"layers-100000": {"num_layers": 100000}, "rope-1e9": {"rope_max_seq_len": 1e9},
+                  "negative-heads": {"num_attention_heads": -2}, "unknown-key": {"wobble": 1}}[damage]
+        (transformer / "config.json").write_text(json.dumps(config | change))
+    elif damage.startswith("lora"):
+        from peft import LoraConfig
+
+        from freeprop.pipeline import save_adapter
+
+        other = build_transformer("tiny", num_layers=3)
+        other.add_adapter(LoraConfig(r=2, target_modules=["to_q"], init_lora_weights=False))
+        save_adapter(tmp_path / "adapter", other)
+        (tmp_path / "adapter" / "trained_modules.safetensors").unlink()
+        if damage != "lora-head-map-misfit":
+            (tmp_path / "adapter" / "freeprop_adapter.json").unlink()
+        lora = tmp_path / "adapter" / "pytorch_lora_weights.safetensors"
+        if damage == "lora-truncated":
+            lora.write_bytes(lora.read_bytes()[:100])
+        extra = ["--lora", str(tmp_path / "adapter")]
+    start = time.perf_counter()
+    code = main(["edit", str(source), str(edit), "-o", str(tmp_path / "o.mp4"), "--model", str(model_folder),
+                 "--steps", "1", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err, err
+    assert time.perf_counter() - start < 30 and not (tmp_path / "o.mp4").exists()

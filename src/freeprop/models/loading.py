@@ -65,7 +65,7 @@ def load_weights(
         raise FreePropInputError(
             f"{path}: only .safetensors weights are loaded (no pickle); convert the file"
         )
-    state = load_file(str(path))
+    state = _load_safetensors(path)
     check_state_dict(model, state, allow_missing)
     model.load_state_dict(state, strict=False)
 
@@ -87,13 +87,25 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FreePropInputError(f"{path}: weights file not found; pass a .safetensors file or folder")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(load_file(str(file)))
+        state.update(_load_safetensors(file))
     return state
+
+
+def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    """One file's tensors; an empty, truncated or foreign file is one line naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise FreePropInputError(
+            f"{file}: not a readable .safetensors file ({str(err).splitlines()[0][:100]}); truncated or not safetensors?"
+        ) from None
 
 
 def peek_checkpoint(path: str | os.PathLike) -> tuple[list[str], tuple[int, ...] | None]:
     """Key names and the `patch_embedding` weight shape of a safetensors file/folder, without loading tensors."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
@@ -103,11 +115,16 @@ def peek_checkpoint(path: str | os.PathLike) -> tuple[list[str], tuple[int, ...]
             raise FreePropInputError(
                 f"{file}: weights must be an existing .safetensors file or folder of them"
             )
-        with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
-                keys.append(key)
-                if key.endswith("patch_embedding.weight"):
-                    patch_shape = tuple(handle.get_slice(key).get_shape())
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    keys.append(key)
+                    if key.endswith("patch_embedding.weight"):
+                        patch_shape = tuple(handle.get_slice(key).get_shape())
+        except (SafetensorError, OSError, ValueError) as err:
+            raise FreePropInputError(
+                f"{file}: not a readable .safetensors file ({str(err).splitlines()[0][:100]})"
+            ) from None
     return keys, patch_shape
 
 
@@ -222,6 +239,36 @@ def _cast(
     }
 
 
+# Sizes a config may ask for before anything is built (the 14B preset is well inside every bound): a
+# config.json is input like any other, and `num_layers: 100000` or `rope_max_seq_len: 1e9` must not
+# be able to exhaust memory or CPU before a check.
+CONFIG_BOUNDS = {
+    "num_layers": 512, "num_attention_heads": 512, "attention_head_dim": 1024, "in_channels": 4096,
+    "out_channels": 4096, "text_dim": 65536, "freq_dim": 65536, "ffn_dim": 262144, "rope_max_seq_len": 1 << 16,
+    "image_dim": 65536, "added_kv_proj_dim": 65536, "predictor_dim": 65536, "predictor_layers": 64,
+    "predictor_heads": 512, "predictor_pool": 256, "pos_embed_seq_len": 1 << 20,
+}
+
+
+def check_transformer_config(config: dict, where: str) -> None:
+    """Refuse a config with unknown keys, or sizes that are not positive whole numbers within bounds."""
+    import inspect
+
+    known = set(inspect.signature(FreePropTransformer.__init__).parameters) - {"self"}
+    unknown = sorted(k for k in config if not k.startswith("_") and k not in known)
+    if unknown:
+        raise FreePropInputError(f"{where}: unknown config key(s) {unknown}; not a FreeProp transformer config")
+    for key, bound in CONFIG_BOUNDS.items():
+        value = config.get(key)
+        if value is None and key in ("image_dim", "added_kv_proj_dim", "pos_embed_seq_len"):
+            continue
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= bound):
+            raise FreePropInputError(f"{where}: {key} = {value!r} is not a whole number in 1..{bound}")
+    patch = config.get("patch_size", (1, 2, 2))
+    if not (isinstance(patch, list | tuple) and len(patch) == 3 and all(isinstance(p, int) and 1 <= p <= 16 for p in patch)):
+        raise FreePropInputError(f"{where}: patch_size = {patch!r} is not three whole numbers in 1..16")
+
+
 def load_transformer_folder(
     folder: str | os.PathLike, torch_dtype: torch.dtype | None = None
 ) -> FreePropTransformer:
@@ -236,6 +283,7 @@ def load_transformer_folder(
         config = FreePropTransformer.load_config(folder)
     except (OSError, ValueError) as err:
         raise FreePropInputError(f"{folder}: unreadable config.json ({err.__class__.__name__})") from None
+    check_transformer_config(config, str(folder / "config.json"))
     with torch.device("meta"):
         model = FreePropTransformer.from_config(config)
     state = read_safetensors(folder)
@@ -255,7 +303,15 @@ def model_config(name_or_path: str | os.PathLike) -> dict:
         raise FreePropInputError(
             f"{spec}: neither a preset ({', '.join(PRESETS)}) nor a model folder; check the --model value"
         )
-    return json.loads((model_folder(path) / "config.json").read_text())
+    file = model_folder(path) / "config.json"
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FreePropInputError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise FreePropInputError(f"{file}: not a config (a JSON object)")
+    check_transformer_config(config, str(file))
+    return config
 
 
 def load_transformer(
