@@ -162,3 +162,35 @@ def test_cases_are_split_across_processes_with_accelerate(bench_and_preds, tmp_p
     assert len(rows) == len(bench.cases) == 2  # each case scored once, by one of the two processes
     assert json.loads((out / "summary.json").read_text())["methods"]["copy"]["cases"] == 2
     assert result.stdout.count("| pairs | copy |") == 1  # only the main process reports
+
+
+def test_truncated_or_resized_predictions_are_errors_not_best_scores(bench_and_preds, tmp_path, capsys):
+    """A 1-frame prediction, a PNG named generate.mp4 and a half-size video are errors for their cases
+    (the report is still written for the rest); with --resample they are scored and say so."""
+    from freeprop.video import write_image
+
+    root, bench = bench_and_preds
+    bad = tmp_path / "bad"
+    one, png = bench.cases[0], bench.cases[1]
+    (bad / one.case_id).mkdir(parents=True)
+    write_video(bad / one.case_id / "generate.mp4", one.target[:1])  # 1 frame of a 5-frame case
+    (bad / png.case_id).mkdir()
+    write_image(bad / png.case_id / "frame.png", png.target[0])
+    (bad / png.case_id / "frame.png").rename(bad / png.case_id / "generate.mp4")  # a PNG named .mp4
+    out = tmp_path / "report"
+    args = ["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"bad={bad}", "--pred", f"truth={root / 'truth'}",
+            "--metrics", "motion,warp,gt", "-o", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())["methods"]
+    assert summary["bad"]["errors"] == 2 and summary["bad"]["cases"] == 0
+    assert summary["truth"]["cases"] == 2 and (out / "report.html").is_file() and (out / "table.md").is_file()
+    row = json.loads((out / "cases" / "bad" / f"{one.case_id}.json").read_text())
+    assert "1 frames at 32x32; the case has 5 at 32x32" in row["error"]
+    small = tmp_path / "small"
+    small.mkdir()
+    write_video(small / f"{one.case_id}.mp4", one.target[:, ::2, ::2])  # the right frames at half size
+    again = ["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"small={small}", "--metrics", "motion,warp,gt",
+             "-o", str(tmp_path / "r2"), "--device", "cpu", "--resample"]  # fmt: skip
+    assert main(again) == 0
+    row = json.loads((tmp_path / "r2" / "cases" / "small" / f"{one.case_id}.json").read_text())
+    assert row["resampled"].startswith("resampled from 5 frames at 16x16") and row["psnr"] > 20

@@ -76,6 +76,9 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=positive_int, help="denoising steps for FreeProp (default: the model's own)")
     p.add_argument("--frames", type=positive_int, help="only the first N frames of each source (default all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resample", action="store_true",
+                   help="score predictions of another length or size after resampling them (reported per case); "
+                   "default: such a prediction is an error for its case")
     add_device_options(p)
     p.set_defaults(func=cmd_eval)
 
@@ -135,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     }
     models = MetricModels.load(metrics, paths, device, dtype, args.judge, args.vlm_frames, args.swap_red_blue)
     cache = EmbeddingCache(None if args.no_cache else Path(args.cache_dir or out_dir / "cache"))
-    summary = run(bench, predictions, Scorer(models, metrics, cache), out_dir, notes=notes)
+    summary = run(bench, predictions, Scorer(models, metrics, cache), out_dir, notes=notes, resample=args.resample)
     if summary:
         from freeprop.eval.report import markdown_table
 

@@ -30,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from freeprop.errors import FreePropInputError
 from freeprop.eval.benchmarks import Bench, Case
 from freeprop.video import atomic_path, read_image, read_video
 
@@ -251,6 +253,21 @@ def load_frames(video: Path | np.ndarray) -> np.ndarray:
     return video if isinstance(video, np.ndarray) else read_video(video).frames
 
 
+def conform(frames: np.ndarray, reference: np.ndarray | None, resample: bool) -> tuple[np.ndarray, str | None]:
+    """A prediction against its case's video (the ground truth, else the source): the same frame count
+    and size, or an error for that case — never a silent cut, which would score a 1-frame "video" as
+    perfectly steady. With `resample`, frames are picked uniformly and resized, and the row says so."""
+    if reference is None or (len(frames) == len(reference) and frames.shape[1:3] == reference.shape[1:3]):
+        return frames, None
+    (h, w), (rh, rw) = frames.shape[1:3], reference.shape[1:3]
+    what = f"{len(frames)} frames at {h}x{w}; the case has {len(reference)} at {rh}x{rw}"
+    if not resample:
+        raise FreePropInputError(f"prediction has {what} (pass --resample to resample it, reported per case)")
+    pick = np.linspace(0, len(frames) - 1, len(reference)).round().astype(int)
+    frames = np.stack([cv2.resize(f, (rw, rh), interpolation=cv2.INTER_AREA) for f in frames[pick]])
+    return frames, f"resampled from {what}"
+
+
 def load_first_frame(frame: Path | np.ndarray) -> np.ndarray:
     return frame if isinstance(frame, np.ndarray) else read_image(frame)
 
@@ -265,8 +282,10 @@ def evaluate(
     scorer: Scorer,
     out_dir: Path,
     progress: bool = True,
+    resample: bool = False,
 ) -> list[dict]:
-    """Score every (method, case) not already scored; returns all result rows (this process's share)."""
+    """Score every (method, case) not already scored; returns all result rows (this process's share).
+    A prediction of another length or size is an error for its case unless `resample` (see `conform`)."""
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
@@ -297,7 +316,11 @@ def evaluate(
                 source = decoded[1]
                 if source is None and any(m in scorer.metrics for m in ("vlm", "motion", "warp")):
                     raise FreePropInputError(f"source video {case.source} not found")
-                row |= scorer.score(case, load_frames(prediction), video_key(prediction), source)
+                frames, note = conform(load_frames(prediction), case.target if case.target is not None else source,
+                                       resample)
+                if note:
+                    row["resampled"] = note
+                row |= scorer.score(case, frames, video_key(prediction), source)
             except FreePropInputError as err:
                 row["error"] = str(err)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -416,13 +439,14 @@ def run(
     thumbnails: int = 24,
     notes: list[str] = (),
     progress: bool = True,
+    resample: bool = False,
 ) -> dict:
     """Evaluate, then (main process) write the report; returns the summary."""
     from accelerate import PartialState
 
     from freeprop.eval.report import thumbnail_strip, write_report
 
-    evaluate(bench, predictions, scorer, out_dir, progress)
+    evaluate(bench, predictions, scorer, out_dir, progress, resample)
     if not PartialState().is_main_process:
         return {}
     rows = collect(out_dir, predictions)
@@ -434,8 +458,11 @@ def run(
             row["source"] = thumbnail_strip(load_frames(case.source))
         for method, folder in predictions.items():
             prediction = find_prediction(folder, case.case_id)
-            if prediction is not None:
-                row[method] = thumbnail_strip(load_frames(prediction))
+            try:
+                if prediction is not None:
+                    row[method] = thumbnail_strip(load_frames(prediction))
+            except FreePropInputError:  # its row already records the error; the report goes on
+                continue
         if case.target is not None:
             row["ground truth"] = thumbnail_strip(case.target)
         strips[case.case_id] = row
