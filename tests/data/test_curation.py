@@ -78,3 +78,39 @@ def test_finetune_vace_on_accepted_removals_and_load_the_lora(removals, tmp_path
     assert np.abs(run(fresh) - before).max() > 1e-4  # the fine-tune changes VACE's output
     with pytest.raises(FreePropInputError, match="no accepted removal pairs"):
         finetune_vace(build_tiny_vace(), removals, {}, tmp_path / "none", steps=1, progress=False)
+
+
+def test_review_server_saves_only_from_its_own_page(removals, tmp_path):
+    """Cross-origin and DNS-rebound POSTs are refused (403), oversized or malformed lengths too, and
+    decisions.json is untouched by all of them."""
+    import http.client
+
+    write_review(removals, tmp_path / "review")
+    server = make_review_server(tmp_path / "review", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    decisions = tmp_path / "review" / "decisions.json"
+
+    def post(body: bytes, headers: dict) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.putrequest("POST", "/decisions", skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        conn.send(body)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    good = json.dumps({"a": "accept"}).encode()
+    own = {"Host": f"127.0.0.1:{port}", "Content-Length": str(len(good))}
+    try:
+        assert post(good, own | {"Origin": "http://evil.example"}) == 403
+        assert post(good, own | {"Host": f"rebound.example:{port}"}) == 403
+        assert post(good, own | {"Content-Length": "-5"}) == 411
+        assert post(b"", own | {"Content-Length": str(10**9)}) == 413
+        assert not decisions.exists()
+        assert post(good, own | {"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}) == 204
+        assert read_decisions(decisions) == {"a": True}
+    finally:
+        server.shutdown()

@@ -84,20 +84,41 @@ function save() {{
     return folder / "index.html"
 
 
+MAX_DECISIONS_BYTES = 4 * 2**20  # a decision per sample is ~30 bytes: room for 100k samples
+
+
 def make_review_server(folder: str | Path, port: int = 8765, host: str = "127.0.0.1"):
-    """An HTTP server over the review folder that saves POSTed decisions to `decisions.json` (atomically)."""
+    """An HTTP server over the review folder that saves POSTed decisions to `decisions.json` (atomically).
+
+    Only the page it serves may save: a POST must come with a Host naming this server and (when the
+    browser sends one) the same Origin, so neither another site nor a DNS-rebound name can overwrite
+    the decisions; the body is bounded and its length must be a plain non-negative number."""
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     folder = Path(folder)
+    server: ThreadingHTTPServer
 
     class Handler(SimpleHTTPRequestHandler):
+        def _allowed_hosts(self) -> set[str]:
+            bound, port_ = server.server_address[:2]
+            names = {bound, "localhost", "127.0.0.1", "[::1]"} if bound in ("127.0.0.1", "localhost") else {bound}
+            return {f"{name}:{port_}" for name in names}
+
         def do_POST(self):  # noqa: N802 (http.server's naming)
             if self.path.rstrip("/") != "/decisions":
                 self.send_error(404)
                 return
+            hosts, origin = self._allowed_hosts(), self.headers.get("Origin")
+            if self.headers.get("Host") not in hosts or (origin is not None and origin.removeprefix("http://") not in hosts):
+                self.send_error(403, "decisions are saved only from the review page itself")
+                return
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit() or int(length) > MAX_DECISIONS_BYTES:
+                self.send_error(413 if length.isdigit() else 411, f"body must be 0..{MAX_DECISIONS_BYTES} bytes")
+                return
             try:
-                data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                data = json.loads(self.rfile.read(int(length)))
                 _check_decisions(data, "request")
             except (ValueError, FreePropInputError) as err:
                 self.send_error(400, str(err))
@@ -110,7 +131,8 @@ def make_review_server(folder: str | Path, port: int = 8765, host: str = "127.0.
         def log_message(self, *args):
             pass
 
-    return ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))
+    server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))
+    return server
 
 
 def _check_decisions(data, where: str) -> None:
