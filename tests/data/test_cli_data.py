@@ -141,3 +141,30 @@ def test_damaged_or_hostile_datasets_are_one_line(small_dataset, damage, message
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "sheet.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--train", "-5"], "must be at least 0"),
+        (["--frames", "0"], "must be at least 1"),
+        (["--shard-size", "0"], "must be at least 1"),
+        (["--size", "15x16"], "must be even"),
+        (["--train", "0", "--val", "0", "--test", "0"], "nothing to write"),
+    ],
+)
+def test_synth_refuses_nonsense_in_one_line(tmp_path, argv, message, capsys):
+    from tests.conftest import exit_code
+
+    assert exit_code(["data", "synth", str(tmp_path / "d"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_synth_does_not_mix_clip_sizes_in_one_dataset(tmp_path, capsys):
+    base = ["data", "synth", str(tmp_path / "d"), "--train", "2", "--val", "0", "--test", "0", "--frames", "5"]
+    assert main([*base, "--size", "16x16"]) == 0
+    assert main([*base, "--size", "16x16", "--train", "4"]) == 0  # resuming at the same size is fine
+    assert main([*base, "--size", "32x32"]) == 2
+    assert "holds clips of 5 frames at 16x16" in capsys.readouterr().err

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from freeprop.data.pairs import Pair, PairWriter
 from freeprop.defaults import SYNTH
+from freeprop.errors import FreePropInputError
 
 SHAPES = ("circle", "square", "triangle", "hexagon", "star")
 TEXTURES = ("stripes", "checker", "noise", "gradient", "dots", "fractal", "cells", "marble")
@@ -475,6 +477,15 @@ def write_synthetic(
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
 
+    from freeprop.data.pairs import INDEX, read_index
+
+    if (Path(root) / INDEX).is_file():  # resuming is fine; mixing clip sizes in one dataset is not
+        sizes = {(r["num_frames"], r["height"], r["width"]) for r in read_index(root).to_pylist() if r["status"] == "ok"}
+        if sizes - {(frames, height, width)}:
+            have = ", ".join(f"{f} frames at {h}x{w}" for f, h, w in sorted(sizes))
+            raise FreePropInputError(
+                f"{root} holds clips of {have}; write {frames} frames at {height}x{width} into another folder"
+            )
     written = {}
     with PairWriter(root, shard_size=shard_size) as writer:
         for split, count in counts.items():
