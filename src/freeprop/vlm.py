@@ -116,13 +116,17 @@ def make_vlm(spec: str, device="cpu", dtype=None, flag: str = "--judge"):
     import os
 
     kind, _, rest = spec.partition(":")
+    judge = None
     if kind == "qwen" and rest:
-        return QwenVL.from_pretrained(rest, device=device, dtype=dtype)
-    if kind == "openai" and "#" in rest:
+        judge = QwenVL.from_pretrained(rest, device=device, dtype=dtype)
+    elif kind == "openai" and "#" in rest:
         url, model = rest.rsplit("#", 1)
-        return OpenAIVLM(url, model, os.environ.get("OPENAI_API_KEY"))
-    if kind == "stub":
-        return StubVLM([rest or "Total Score: 0"])
+        judge = OpenAIVLM(url, model, os.environ.get("OPENAI_API_KEY"))
+    elif kind == "stub":
+        judge = StubVLM([rest or "Total Score: 0"])
+    if judge is not None:
+        judge.name = spec  # the judge's identity in results and resume keys
+        return judge
     from freeprop.errors import FreePropInputError
 
     raise FreePropInputError(

@@ -194,3 +194,50 @@ def test_truncated_or_resized_predictions_are_errors_not_best_scores(bench_and_p
     assert main(again) == 0
     row = json.loads((tmp_path / "r2" / "cases" / "small" / f"{one.case_id}.json").read_text())
     assert row["resampled"].startswith("resampled from 5 frames at 16x16") and row["psnr"] > 20
+
+
+def test_a_rerun_into_the_same_folder_never_reports_stale_numbers(bench_and_preds, tmp_path):
+    """Fewer cases, another judge reply, regenerated predictions: each changes the report as a fresh
+    folder would (issue 13: old runs averaged in old cases and kept old scores)."""
+    root, bench = bench_and_preds
+    preds = tmp_path / "preds"
+    (preds).mkdir()
+    for case in bench.cases:
+        write_video(preds / f"{case.case_id}.mp4", case.source)
+    out = tmp_path / "report"
+    base = ["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"m={preds}", "-o", str(out), "--device", "cpu"]
+
+    def summary(*extra):
+        assert main([*base, *extra]) == 0
+        return json.loads((out / "summary.json").read_text())["methods"]["m"]
+
+    first = summary("--metrics", "motion,vlm", "--judge", "stub:Total Score: 7")
+    assert first["cases"] == 2 and first["mean"]["vlm"] == 7
+    (tmp_path / "one.txt").write_text(bench.cases[0].case_id)
+    assert summary("--metrics", "motion,vlm", "--judge", "stub:Total Score: 7", "--cases", str(tmp_path / "one.txt"))["cases"] == 1
+    assert summary("--metrics", "motion,vlm", "--judge", "stub:Total Score: 2")["mean"]["vlm"] == 2
+    before = summary("--metrics", "motion")["mean"]["motion"]
+    for case in bench.cases:  # regenerate: now a still video
+        write_video(preds / f"{case.case_id}.mp4", np.repeat(case.source[:1], len(case.source), axis=0))
+    assert summary("--metrics", "motion")["mean"]["motion"] != pytest.approx(before)
+
+
+def test_a_methods_own_source_is_what_it_is_judged_against(bench_and_preds, tmp_path):
+    """EditVerse's layout: `<pred>/<id>/video1.mp4` is the source the method saw; an identity edit of it
+    has no motion error, even when it differs from the benchmark's raw source."""
+    root, bench = bench_and_preds
+    preds = tmp_path / "preds"
+    for case in bench.cases:
+        resampled = case.source[::-1]  # the method's own copy of the source (here: played backwards)
+        (preds / case.case_id).mkdir(parents=True)
+        write_video(preds / case.case_id / "video1.mp4", resampled)
+        write_video(preds / case.case_id / "generate.mp4", resampled)
+    out = tmp_path / "report"
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"m={preds}", "--metrics", "motion",
+                 "-o", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "summary.json").read_text())["methods"]["m"]["mean"]["motion"] < 0.05
+    for case in bench.cases:  # without its own source, the same output is judged against the raw one
+        (preds / case.case_id / "video1.mp4").unlink()
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"m={preds}", "--metrics", "motion",
+                 "-o", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "summary.json").read_text())["methods"]["m"]["mean"]["motion"] > 0.3

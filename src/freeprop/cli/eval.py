@@ -136,7 +136,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         k: getattr(args, k)
         for k in ("clip", "dino", "pickscore", "pickscore_processor", "viclip", "viclip_tokenizer")
     }
-    models = MetricModels.load(metrics, paths, device, dtype, args.judge, args.vlm_frames, args.swap_red_blue)
+    metric_dtype = device_and_dtype(args.device, args.dtype or "fp32")[1]  # EditVerse scores in fp32
+    models = MetricModels.load(metrics, paths, device, metric_dtype, args.judge, args.vlm_frames, args.swap_red_blue)
     cache = EmbeddingCache(None if args.no_cache else Path(args.cache_dir or out_dir / "cache"))
     summary = run(bench, predictions, Scorer(models, metrics, cache), out_dir, notes=notes, resample=args.resample)
     if summary:

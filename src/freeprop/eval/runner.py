@@ -114,6 +114,20 @@ class MetricModels:
     pickscore: object = None  # TextImageScorer (PickScore_v1)
     viclip: object = None  # ViCLIPScorer
     vlm: object = None  # VLMEditScore
+    dtype: str = "torch.float32"  # of the metric models: part of every cache and resume key
+
+    def identity(self) -> dict:
+        """What decides the numbers: each loaded model's name, the dtype, the judge and its protocol."""
+        out = {"dtype": self.dtype}
+        for field_name in ("clip_embedder", "dino_embedder", "clip_scorer", "pickscore", "viclip"):
+            model = getattr(self, field_name)
+            if model is not None:
+                out[field_name] = getattr(model, "name", type(model).__name__)
+        if self.vlm is not None:
+            judge = self.vlm.judge
+            out["vlm"] = {"judge": getattr(judge, "name", type(judge).__name__), "protocol": self.vlm.protocol,
+                          "swap_red_blue": self.vlm.swap_red_blue, "retries": self.vlm.retries}
+        return out
 
     @classmethod
     def load(
@@ -131,9 +145,9 @@ class MetricModels:
 
         from freeprop.eval.metrics import embedding as emb
 
-        dtype = dtype or torch.float32
+        dtype = dtype or torch.float32  # EditVerse scores in fp32: bf16 moved Frame +0.10 and Pick −0.29
         clip = paths.get("clip") or emb.CLIP_L14
-        models = cls()
+        models = cls(dtype=str(dtype))
         if "clip" in metrics:
             models.clip_embedder = emb.load_clip_embedder(clip, device, dtype)
         if "dino" in metrics:
@@ -175,6 +189,24 @@ class Scorer:
     cache: EmbeddingCache = field(default_factory=lambda: EmbeddingCache(None))
     _text: dict = field(default_factory=dict)
 
+    def key(self, case: Case, prediction: Path, resample: bool, own_source: Path | None = None) -> str:
+        """Everything that changes a case's numbers: the case, both videos' identities, the metrics, the
+        models (names, dtype, judge and protocol) and the resampling. A stored row is reused only when
+        its key is this one."""
+        parts = {
+            "case": [case.case_id, case.target_prompt, case.instruction, case.task],
+            "source": video_key(case.source) if not isinstance(case.source, Path) or case.source.is_file() else None,
+            "prediction": video_key(prediction),
+            "own_source": None if own_source is None else video_key(own_source),
+            "metrics": sorted(self.metrics),
+            "models": self.models.identity(),
+            "resample": resample,
+        }
+        return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _cached(self, model, output_key: str, kind: str, compute):
+        return self.cache.get(f"{model.name}|{self.models.dtype}", output_key, kind, compute)
+
     def _text_embedding(self, scorer, text: str) -> np.ndarray:
         key = (scorer.name, text)
         if key not in self._text:
@@ -191,23 +223,19 @@ class Scorer:
         m, out = self.models, {}
         frames = list(output)
         if "clip" in self.metrics:
-            f = self.cache.get(m.clip_embedder.name, output_key, "pooler", lambda: m.clip_embedder(frames))
+            f = self._cached(m.clip_embedder, output_key, "pooler", lambda: m.clip_embedder(frames))
             out["clip"] = temporal_consistency(f)
         if "dino" in self.metrics:
-            f = self.cache.get(m.dino_embedder.name, output_key, "pooler", lambda: m.dino_embedder(frames))
+            f = self._cached(m.dino_embedder, output_key, "pooler", lambda: m.dino_embedder(frames))
             out["dino"] = temporal_consistency(f)
         if "frame" in self.metrics:
-            f = self.cache.get(
-                m.clip_scorer.name, output_key, "image", lambda: m.clip_scorer.image_embeddings(frames)
-            )
+            f = self._cached(m.clip_scorer, output_key, "image", lambda: m.clip_scorer.image_embeddings(frames))
             out["frame"] = m.clip_scorer.score(f, self._text_embedding(m.clip_scorer, case.target_prompt))
         if "pick" in self.metrics:
-            f = self.cache.get(
-                m.pickscore.name, output_key, "image", lambda: m.pickscore.image_embeddings(frames)
-            )
+            f = self._cached(m.pickscore, output_key, "image", lambda: m.pickscore.image_embeddings(frames))
             out["pick"] = m.pickscore.score(f, self._text_embedding(m.pickscore, case.target_prompt))
         if "video" in self.metrics:
-            f = self.cache.get(m.viclip.name, output_key, "video8", lambda: m.viclip.video_embedding(output))
+            f = self._cached(m.viclip, output_key, "video8", lambda: m.viclip.video_embedding(output))
             out["video"] = m.viclip.score(f, self._text_embedding(m.viclip, case.target_prompt))
         if "vlm" in self.metrics:
             result = m.vlm(source, output, case.instruction)
@@ -247,6 +275,13 @@ def find_prediction(folder: Path, case_id: str) -> Path | None:
         if len(videos) == 1:
             return videos[0]
     return None
+
+
+def method_source(folder: Path, case_id: str) -> Path | None:
+    """The source a method edited, when it ships one beside its output (EditVerse's results layout:
+    `<pred>/<id>/video1.mp4`); metrics against the source then see the frames the method saw."""
+    own = folder / case_id / "video1.mp4"
+    return own if own.is_file() else None
 
 
 def load_frames(video: Path | np.ndarray) -> np.ndarray:
@@ -298,13 +333,15 @@ def evaluate(
         decoded: tuple[str | None, np.ndarray | None] = (None, None)
         for method, case in tqdm(jobs, desc="eval", disable=not progress or not state.is_local_main_process):
             path = _result_path(out_dir, method, case.case_id)
-            if path.is_file():
+            prediction = find_prediction(predictions[method], case.case_id)
+            own = method_source(predictions[method], case.case_id)
+            key = scorer.key(case, prediction, resample, own) if prediction is not None else None
+            if key is not None and path.is_file():
                 row = json.loads(path.read_text())
-                if all(m in row or m == "gt" for m in scorer.metrics) and "error" not in row:
+                if row.get("key") == key and "error" not in row:  # the same inputs, models and metrics
                     rows.append(row)
                     continue
-            row = {"method": method, "case_id": case.case_id, "task": case.task}
-            prediction = find_prediction(predictions[method], case.case_id)
+            row = {"method": method, "case_id": case.case_id, "task": case.task, "key": key}
             try:
                 if prediction is None:
                     raise FreePropInputError(
@@ -313,7 +350,7 @@ def evaluate(
                 if decoded[0] != case.case_id:  # jobs are case-major: decode each source once
                     readable = not isinstance(case.source, Path) or case.source.is_file()
                     decoded = (case.case_id, load_frames(case.source) if readable else None)
-                source = decoded[1]
+                source = load_frames(own) if own is not None else decoded[1]
                 if source is None and any(m in scorer.metrics for m in ("vlm", "motion", "warp")):
                     raise FreePropInputError(f"source video {case.source} not found")
                 frames, note = conform(load_frames(prediction), case.target if case.target is not None else source,
@@ -335,12 +372,15 @@ def _json_float(value):
     return float(value)
 
 
-def collect(out_dir: Path, methods) -> list[dict]:
-    """Every result row written so far for `methods` (all processes)."""
+def collect(out_dir: Path, methods, case_ids) -> list[dict]:
+    """The result rows of this run — `methods` × `case_ids` — written by every process (rows an earlier
+    run left for other cases are not this run's)."""
     rows = []
     for method in methods:
-        for path in sorted((out_dir / "cases" / method).glob("*.json")):
-            rows.append(json.loads(path.read_text()))
+        for case_id in case_ids:
+            path = _result_path(out_dir, method, case_id)
+            if path.is_file():
+                rows.append(json.loads(path.read_text()))
     return rows
 
 
@@ -449,7 +489,7 @@ def run(
     evaluate(bench, predictions, scorer, out_dir, progress, resample)
     if not PartialState().is_main_process:
         return {}
-    rows = collect(out_dir, predictions)
+    rows = collect(out_dir, predictions, [case.case_id for case in bench.cases])
     summary = summarize(rows)
     strips: dict[str, dict[str, np.ndarray]] = {}
     for case in bench.cases[:thumbnails]:
