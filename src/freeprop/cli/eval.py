@@ -90,6 +90,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         EmbeddingCache,
         MetricModels,
         Scorer,
+        available_metrics,
         parse_metrics,
         predict_with_freeprop,
         run,
@@ -110,6 +111,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
         predictions[name] = Path(folder)
     has_targets = any(c.target is not None for c in bench.cases)
     metrics = parse_metrics(args.metrics, has_targets, args.judge is not None)
+    paths = {
+        k: getattr(args, k)
+        for k in ("clip", "dino", "pickscore", "pickscore_processor", "viclip", "viclip_tokenizer")
+    }
+    metrics, left_out = available_metrics(metrics, paths, explicit=args.metrics not in ("all", "paper"))
+    for line in left_out:
+        print(f"note: {line}", file=sys.stderr)
+    if not metrics:
+        raise FreePropInputError("no metric can run: give the models' folders (see the notes above) or --metrics classic")
     for line in bench.missing[:10]:
         print(f"missing: {line}", file=sys.stderr)
     if len(bench.missing) > 10:
@@ -117,7 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     device, dtype = device_and_dtype(args.device, args.dtype)
 
     # 2. FreeProp itself when no predictions are given.
-    notes = []
+    notes = list(left_out)
     if not predictions:
         folder = out_dir / "predictions" / "freeprop"
         model = resolve_model(args.model, random_weights=args.random_weights)
@@ -132,10 +142,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
         predictions["freeprop"] = folder
 
     # 3. Metrics and report.
-    paths = {
-        k: getattr(args, k)
-        for k in ("clip", "dino", "pickscore", "pickscore_processor", "viclip", "viclip_tokenizer")
-    }
     metric_dtype = device_and_dtype(args.device, args.dtype or "fp32")[1]  # EditVerse scores in fp32
     models = MetricModels.load(metrics, paths, device, metric_dtype, args.judge, args.vlm_frames, args.swap_red_blue)
     cache = EmbeddingCache(None if args.no_cache else Path(args.cache_dir or out_dir / "cache"))

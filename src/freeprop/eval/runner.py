@@ -67,6 +67,47 @@ def parse_metrics(text: str, has_targets: bool, has_judge: bool) -> tuple[str, .
     return tuple(names)
 
 
+def metric_model_paths(paths: dict) -> dict[str, list[tuple[str, str | None]]]:
+    """(option, model folder or id) that each learned metric needs; None = not given."""
+    from freeprop.eval.metrics import embedding as emb
+
+    clip = paths.get("clip") or emb.CLIP_L14
+    return {
+        "clip": [("--clip", clip)],
+        "frame": [("--clip", clip)],
+        "dino": [("--dino", paths.get("dino") or emb.DINOV2_BASE)],
+        "pick": [("--pickscore", paths.get("pickscore") or emb.PICKSCORE),
+                 ("--pickscore-processor", paths.get("pickscore_processor") or emb.PICKSCORE_PROCESSOR)],
+        "video": [("--viclip", paths.get("viclip")), ("--viclip-tokenizer", paths.get("viclip_tokenizer") or clip)],
+    }
+
+
+def available_metrics(metrics: tuple[str, ...], paths: dict, explicit: bool) -> tuple[tuple[str, ...], list[str]]:
+    """Check every metric's models before anything loads (no network retries): a metric the user named
+    whose model is missing is an error at once; under `all`/`paper` it is left out, with a note."""
+    from freeprop.errors import FreePropInputError
+    from freeprop.hub import check_available
+
+    kept, notes = [], []
+    for metric in metrics:
+        problems = []
+        for option, path in metric_model_paths(paths).get(metric, []):
+            try:
+                if path is None:
+                    raise FreePropInputError(f"{option}: not given (ViClip-InternVid-10M-FLT.pth, from "
+                                             "HF OpenGVLab/VBench_Used_Models)")
+                check_available(path, option)
+            except FreePropInputError as err:
+                problems.append(str(err))
+        if problems and explicit:
+            raise FreePropInputError(f"--metrics {metric}: {problems[0]}")
+        if problems:
+            notes.append(f"metric {metric} left out: {problems[0]}")
+        else:
+            kept.append(metric)
+    return tuple(kept), notes
+
+
 # --- embedding cache ---------------------------------------------------------------------------------
 
 
