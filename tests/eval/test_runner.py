@@ -46,7 +46,15 @@ def test_cli_writes_the_report_and_numbers_match_direct_computation(
     assert (
         summary["truth"]["mean"]["psnr"] > summary["copy"]["mean"]["psnr"] + 3
     )  # truth beats copying the source
-    assert "| pairs | copy |" in (out / "table.md").read_text() and "CLIP ↑" in capsys.readouterr().out
+    assert "| pairs | copy | 32x32 | 5 |" in (out / "table.md").read_text() and "CLIP ↑" in capsys.readouterr().out
+    provenance = json.loads((out / "summary.json").read_text())["provenance"]
+    assert provenance["models"]["dtype"] == "torch.float32" and str(tiny_clip_folder) in provenance["models"]["clip_embedder"]
+    assert provenance["cases"] == [c.case_id for c in bench.cases] and provenance["versions"]["torch"]
+    official = list(csv.reader((out / "per_case_editverse" / "copy.csv").open()))
+    assert official[0][0] == "id" and official[0][-1] == "type" and "clip_temporal_consistency" in official[0]
+    assert official[-1][0] == "Average" and len(official) == len(bench.cases) + 2
+    column = official[0].index("clip_temporal_consistency")
+    assert float(official[-1][column]) == pytest.approx(np.mean([float(r[column]) for r in official[1:-1]]))
 
     # One number recomputed by hand from the same models and the same decoded video.
     case = bench.cases[0]

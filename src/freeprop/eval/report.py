@@ -42,13 +42,40 @@ def _present(summary: dict) -> list[tuple[str, str, int]]:
 def markdown_table(summary: dict, bench: str) -> str:
     columns = _present(summary)
     lines = [
-        "| Benchmark | Method | " + " | ".join(h for _, h, _ in columns) + " | cases |",
-        "|---|---|" + "---|" * len(columns) + "---|",
+        "| Benchmark | Method | Resolution | Frames | " + " | ".join(h for _, h, _ in columns) + " | cases |",
+        "|---|---|---|---|" + "---|" * len(columns) + "---|",
     ]
     for method, s in summary.items():
         cells = [f"{s['mean'][k]:.{d}f}" if k in s["mean"] else "–" for k, _, d in columns]
-        lines.append(f"| {bench} | {method} | " + " | ".join(cells) + f" | {s['cases']} |")
+        size = s.get("resolution") or "–"
+        lines.append(f"| {bench} | {method} | {size} | {s.get('frames') or '–'} | " + " | ".join(cells)
+                     + f" | {s['cases']} |")
     return "\n".join(lines) + "\n"
+
+
+# EditVerse's metric names (its automatic_evaluation modules), for CSVs in its shape
+EDITVERSE_NAMES = {
+    "clip": "clip_temporal_consistency", "dino": "dino_temporal_consistency", "frame": "frame_text_alignment",
+    "video": "video_text_alignment", "pick": "pick_score_video_quality", "vlm": "editing_vlm_evaluation",
+}
+
+
+def write_editverse_csvs(rows: list[dict], folder: Path) -> None:
+    """One CSV per method in EditVerse's shape: `id`, its metric columns, `type`, and a final `Average` row."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for method in dict.fromkeys(r["method"] for r in rows):
+        ok = [r for r in rows if r["method"] == method and "error" not in r]
+        keys = [k for k in EDITVERSE_NAMES if any(k in r for r in ok)]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["id", *(EDITVERSE_NAMES[k] for k in keys), "type"])
+        for r in ok:
+            writer.writerow([r["case_id"], *(r.get(k, "") for k in keys), r.get("task", "")])
+        averages = [float(np.nanmean([r[k] for r in ok if isinstance(r.get(k), int | float)] or [np.nan]))
+                    for k in keys]
+        writer.writerow(["Average", *averages, ""])
+        with atomic_path(folder / f"{method}.csv") as tmp:
+            tmp.write_text(buffer.getvalue())
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -104,13 +131,15 @@ def write_report(
     thumbnails: dict[str, dict[str, np.ndarray]] | None = None,
     notes: list[str] = (),
     title: str | None = None,
+    provenance: dict | None = None,
 ) -> None:
     """Write every report file; `thumbnails[case_id][label]` = an RGB strip (source and each method)."""
     from freeprop.video import write_image, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "per_case.csv")
-    write_json(out_dir / "summary.json", {"bench": title or bench, "methods": summary})
+    write_editverse_csvs(rows, out_dir / "per_case_editverse")
+    write_json(out_dir / "summary.json", {"bench": title or bench, "methods": summary, "provenance": provenance})
     table = markdown_table(summary, bench)
     with atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(table)

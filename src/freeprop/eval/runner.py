@@ -398,6 +398,7 @@ def evaluate(
                                        resample)
                 if note:
                     row["resampled"] = note
+                row["resolution"], row["frames"] = "x".join(map(str, frames.shape[1:3])), len(frames)
                 row |= scorer.score(case, frames, video_key(prediction), source)
             except FreePropInputError as err:
                 row["error"] = str(err)
@@ -423,6 +424,36 @@ def collect(out_dir: Path, methods, case_ids) -> list[dict]:
             if path.is_file():
                 rows.append(json.loads(path.read_text()))
     return rows
+
+
+def _most_common(values):
+    from collections import Counter
+
+    counts = Counter(v for v in values if v is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def provenance(models: MetricModels, bench: Bench, metrics, resample: bool) -> dict:
+    """How the numbers were made: models, dtype, judge and VLM frame protocol, image-processor backend,
+    the case list and package versions (so two reports can be told comparable or not)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    versions = {}
+    for package in ("freeprop", "torch", "transformers", "diffusers", "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "metrics": list(metrics),
+        "models": models.identity(),
+        "image_processor_backend": "torchvision available (transformers may pick fast processors)"
+        if find_spec("torchvision") else "Pillow (slow processors)",
+        "resample": resample,
+        "cases": [c.case_id for c in bench.cases],
+        "versions": versions,
+    }
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -453,6 +484,8 @@ def summarize(rows: list[dict]) -> dict:
         summary[method] = {
             "cases": len(ok),
             "errors": len(mine) - len(ok),
+            "resolution": _most_common(r.get("resolution") for r in ok),  # Table 1's Resolution / Frames
+            "frames": _most_common(r.get("frames") for r in ok),
             "mean": means(ok),
             "per_task": {
                 task: means([r for r in ok if r["task"] == task]) for task in sorted({r["task"] for r in ok})
@@ -552,5 +585,6 @@ def run(
         *notes,
         f"embedding cache: {scorer.cache.hits} hits, {scorer.cache.misses} misses ({hit_rate:.0%})",
     ]
-    write_report(out_dir, rows, summary, bench.kind, strips, notes, title=f"{bench.kind}:{bench.root}")
+    write_report(out_dir, rows, summary, bench.kind, strips, notes, title=f"{bench.kind}:{bench.root}",
+                 provenance=provenance(scorer.models, bench, scorer.metrics, resample))
     return summary
