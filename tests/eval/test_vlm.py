@@ -84,3 +84,32 @@ def test_red_blue_quirk_is_off_by_default():
     seen.clear()
     VLMEditScore(Recorder(["Total Score: 3", "3"]), "editverse", swap_red_blue=True)(source, edited, "x")
     np.testing.assert_array_equal(seen[0], source[0][..., ::-1])
+
+
+def test_an_unreachable_judge_is_retried_then_recorded_per_frame():
+    """Connection refused: each call is retried, then that frame is a recorded failure — the run goes on."""
+    from freeprop.eval.metrics.vlm import VLMEditScore
+    from freeprop.vlm import OpenAIVLM
+
+    judge = OpenAIVLM("http://127.0.0.1:9/v1", "m", timeout=2)  # port 9 (discard): nothing listens
+    scorer = VLMEditScore(judge, protocol="ffp10", retries=2, backoff=0.0)
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    result = scorer(frames, frames, "make it red")
+    assert np.isnan(result.score) and result.failures == len(result.frames) > 0
+    assert all("judge unreachable after 2 tries" in r for r in result.replies)
+
+
+def test_a_judge_that_recovers_scores_normally():
+    from freeprop.eval.metrics.vlm import VLMEditScore
+    from freeprop.vlm import StubVLM
+
+    class Flaky(StubVLM):
+        def chat(self, images, prompt):
+            if len(self.calls) % 2 == 0:
+                self.calls.append("refused")
+                raise ConnectionRefusedError("refused")
+            return super().chat(images, prompt)
+
+    result = VLMEditScore(Flaky(["Total Score: 6"]), retries=3, backoff=0.0)(
+        np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8, 3), np.uint8), "x")
+    assert result.score == 6 and result.failures == 0

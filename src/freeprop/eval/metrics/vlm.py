@@ -19,7 +19,9 @@ red and blue swapped; `swap_red_blue=True` reproduces that, off by default.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +105,10 @@ def parse_criteria(reply: str) -> dict[str, int]:
 # --- the metric --------------------------------------------------------------------------------------
 
 
+class JudgeUnavailable(RuntimeError):
+    """The judge could not be reached (after retries) for one call."""
+
+
 @dataclass
 class VLMResult:
     score: float  # mean 0–9 over the frames that scored (nan if none)
@@ -115,13 +121,23 @@ class VLMResult:
 class VLMEditScore:
     """EditVerse's VLM editing score with a pluggable judge."""
 
-    def __init__(self, judge, protocol: str = "ffp10", retries: int = 3, swap_red_blue: bool = False):
+    def __init__(self, judge, protocol: str = "ffp10", retries: int = 3, swap_red_blue: bool = False,
+                 backoff: float = 1.0):
         self.judge, self.protocol, self.retries, self.swap_red_blue = judge, protocol, retries, swap_red_blue
+        self.backoff = backoff  # seconds before the first retry of a transport error; doubles each time
 
     def _chat(self, images, prompt: str) -> str:
+        """One judge call; a transport error (connection refused, timeout, a cut reply) is retried with
+        backoff, then raised as `JudgeUnavailable` for `__call__` to record against the frame."""
         if self.swap_red_blue:  # EditVerse: cv2.imencode (BGR) on RGB arrays = red and blue swapped
             images = [np.ascontiguousarray(im[..., ::-1]) for im in images]
-        return self.judge.chat(images, prompt)
+        for attempt in range(self.retries):
+            try:
+                return self.judge.chat(images, prompt)
+            except (OSError, TimeoutError, json.JSONDecodeError, KeyError) as err:  # URLError is an OSError
+                last = err
+                time.sleep(self.backoff * 2**attempt)
+        raise JudgeUnavailable(f"judge unreachable after {self.retries} tries ({type(last).__name__}: {last})")
 
     def score_frame(self, source: np.ndarray, edited: np.ndarray, instruction: str) -> tuple[float, str]:
         """(0–9 score or nan, the judge's evaluation) for one pair of frames."""
@@ -138,7 +154,10 @@ class VLMEditScore:
         frames = sample_vlm_frames(min(len(source), len(edited)), self.protocol)
         per_frame, replies = [], []
         for t in frames:
-            value, reply = self.score_frame(source[t], edited[t], instruction)
+            try:
+                value, reply = self.score_frame(source[t], edited[t], instruction)
+            except JudgeUnavailable as err:  # recorded for this frame; the run goes on
+                value, reply = float("nan"), str(err)
             per_frame.append(value)
             replies.append(reply)
         valid = [v for v in per_frame if not np.isnan(v)]
