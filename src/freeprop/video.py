@@ -80,6 +80,38 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
+def probe_video(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(frames, height, width) of a video file from its header, without decoding; frames is estimated
+    from duration × rate where the container does not store a count (0 if neither is known)."""
+    path = Path(path)
+    if path.is_dir():
+        images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            return 0, 0, 0
+        height, width = read_image(min(images)).shape[:2]
+        return len(images), height, width
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frames = stream.frames
+            if not frames and stream.duration and stream.time_base and stream.average_rate:
+                frames = int(float(stream.duration * stream.time_base) * float(stream.average_rate))
+            return frames, stream.codec_context.height, stream.codec_context.width
+    except (av.error.FFmpegError, OSError, ValueError, IndexError):
+        return 0, 0, 0  # read_video reports what is wrong with the file
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
     """Decode a video file (any container/codec FFmpeg knows) or a folder of image frames.
 

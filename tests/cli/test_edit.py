@@ -348,3 +348,17 @@ def test_broken_model_files_are_one_line(tmp_path, edit_inputs, model_folder, da
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err, err
     assert time.perf_counter() - start < 30 and not (tmp_path / "o.mp4").exists()
+
+
+def test_an_edit_that_cannot_fit_in_memory_is_refused_up_front(tmp_path, edit_inputs, monkeypatch, capsys):
+    """The estimate comes from the header (no decoding) and names what it would take."""
+    import freeprop.video as video
+
+    source, edit = edit_inputs
+    monkeypatch.setattr(video, "available_memory", lambda: 64 * 2**20)  # a machine with 64 MiB free
+    decoded = []
+    monkeypatch.setattr(video, "read_video", lambda *a, **k: decoded.append(a) or pytest.fail("decoded"))
+    assert main(["edit", str(source), str(edit), "-o", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "editing 17 frames at 32x48 needs about" in err and "GiB are free" in err and not decoded
+    assert video.probe_video(source) == (17, 32, 48)

@@ -25,6 +25,11 @@ from freeprop.errors import FreePropInputError
 
 MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these asks for a model
 
+# Peak memory of an edit ≈ start-up + factor × the decoded input (uint8 frames), measured with
+# `python benchmarks/edit_memory.py` at 128×128 (250 → 2,000 frames); the whole clip is held in memory.
+MEMORY_FACTOR = {"flow-warp": 3.0, "freeprop": 17.0}
+STARTUP_BYTES = {"flow-warp": 120 * 2**20, "freeprop": 550 * 2**20}
+
 
 # ----------------------------------------------------------------------------------------------
 # frame0
@@ -166,6 +171,7 @@ class Editor:
 
         ensure_not_input(output, source, first_frame)
         check_output_folder(output, side_by_side)
+        self.check_memory(source)
         video = read_video(source, max_frames=self.args.frames)
         first = read_image(first_frame)
         (src_h, src_w), (edit_h, edit_w) = video.frames.shape[1:3], first.shape[:2]
@@ -179,6 +185,23 @@ class Editor:
         frames, alphas = self.propagate(video.frames, first, prompt)
         self.write(output, video, first, frames, alphas, side_by_side)
         return output
+
+    def check_memory(self, source: Path) -> None:
+        """Refuse up front, naming the memory it would take, an edit that cannot fit (the OOM killer's
+        alternative is a dead process and no message)."""
+        from freeprop.video import available_memory, probe_video
+
+        frames, height, width = probe_video(source)
+        frames = min(frames, self.args.frames or frames)
+        out_h, out_w = self.size if self.size[0] else (height, width)
+        decoded = frames * 3 * max(height * width, out_h * out_w)
+        needed = STARTUP_BYTES[self.method] + MEMORY_FACTOR[self.method] * decoded
+        available = available_memory()
+        if available is not None and needed > available:
+            raise FreePropInputError(
+                f"{source}: editing {frames} frames at {format_size(height, width)} needs about {needed / 2**30:.1f} GiB "
+                f"of memory, {available / 2**30:.1f} GiB are free; edit fewer frames (--frames N) or a smaller --size"
+            )
 
     def propagate(self, frames, first, prompt=None):
         from freeprop.video import resize_cover_crop
