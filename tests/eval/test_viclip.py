@@ -151,3 +151,21 @@ def test_scorer_is_100_cos_and_truncates_text_to_32_tokens(reference_and_ours, c
         v = torch.nn.functional.normalize(ours.encode_video(px[None]), dim=-1)[0]
         t = torch.nn.functional.normalize(ours.encode_text(scorer.tokenize("a red ball")), dim=-1)[0]
     assert scorer.score(video, text) == pytest.approx(100 * float(v @ t), abs=1e-3)
+
+
+def test_prompts_are_cleaned_as_the_official_tokenizer_cleans_them():
+    """ftfy, HTML unescaped twice, whitespace collapsed — before BPE (transformers' CLIPTokenizer alone
+    leaves `&amp;` and mojibake in, so 4 of 9 test prompts tokenised differently)."""
+    from freeprop.eval.metrics.viclip import clean_text
+
+    assert clean_text("a cat &amp;amp; a dog") == "a cat & a dog"
+    assert clean_text("  caf\u00c3\u00a9\n\tscene ") == "caf\u00e9 scene"
+    assert clean_text("plain words") == "plain words"
+
+
+def test_pickscore_shrinks_with_truncated_sizes():
+    from freeprop.eval.metrics.embedding import shrink_to
+
+    frame = np.zeros((480, 832, 3), np.uint8)  # Wan 480p: 480·672/832 = 387.69…
+    h, w = shrink_to(frame, 672).shape[:2]
+    assert (h, w) == (387, 672)  # rounding would give 388

@@ -48,14 +48,15 @@ def _pooled(output) -> torch.Tensor:
 
 
 def shrink_to(frame: np.ndarray, max_side: int) -> np.ndarray:
-    """Downscale (PIL bicubic) so that max(h, w) ≤ max_side; smaller frames are returned as is."""
+    """Downscale (PIL bicubic) so that max(h, w) ≤ max_side; smaller frames are returned as is.
+    Sizes truncate, as the official PickScore evaluation's `int(...)` does (rounding differs at 832×480)."""
     from PIL import Image
 
     h, w = frame.shape[:2]
     if max(h, w) <= max_side:
         return frame
     scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
     return np.asarray(Image.fromarray(frame).resize(size, Image.BICUBIC))
 
 

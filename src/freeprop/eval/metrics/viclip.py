@@ -238,6 +238,17 @@ def viclip_frame_indices(num_frames: int, count: int = 8) -> list[int]:
     return [int(i * num_frames / count) for i in range(count)]
 
 
+def clean_text(text: str) -> str:
+    """The CLIP/ViCLIP tokenizer's own cleaning (`basic_clean` + `whitespace_clean`)."""
+    import html
+    import re
+
+    import ftfy
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return re.sub(r"\s+", " ", text).strip()
+
+
 class ViCLIPScorer:
     """Video text alignment: 100·cos(ViCLIP(8 frames), ViCLIP(text ≤ 32 tokens))."""
 
@@ -255,10 +266,11 @@ class ViCLIPScorer:
         return p.device, p.dtype
 
     def tokenize(self, text: str) -> torch.Tensor:
-        """CLIP BPE with <sot>/<eot>, truncated to the context length keeping <eot> last (as ViCLIP)."""
+        """CLIP BPE with <sot>/<eot>, truncated to the context length keeping <eot> last (as ViCLIP),
+        after the official tokenizer's cleaning: ftfy, HTML unescaped twice, whitespace collapsed."""
         length = self.model.config.context_length
         ids = self.tokenizer(
-            [text], truncation=True, max_length=length, padding="max_length", return_tensors="pt"
+            [clean_text(text)], truncation=True, max_length=length, padding="max_length", return_tensors="pt"
         )
         return ids["input_ids"]
 
