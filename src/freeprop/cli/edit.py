@@ -27,7 +27,7 @@ MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these 
 
 # Peak memory of an edit ≈ start-up + factor × the decoded input (uint8 frames), measured with
 # `python benchmarks/edit_memory.py` at 128×128 (250 → 2,000 frames); the whole clip is held in memory.
-MEMORY_FACTOR = {"flow-warp": 3.0, "freeprop": 17.0}
+MEMORY_FACTOR = {"flow-warp": 3.0, "freeprop": 20.0}  # measured 3.0 and 19.4
 STARTUP_BYTES = {"flow-warp": 120 * 2**20, "freeprop": 550 * 2**20}
 
 
