@@ -105,6 +105,13 @@ def test_runs_freeprop_when_no_predictions_are_given(bench_and_preds, tmp_path):
     assert len(videos) == 2 and read_video(videos[0]).frames.shape == (5, 32, 32, 3)
     summary = json.loads((out / "summary.json").read_text())["methods"]
     assert summary["freeprop"]["cases"] == 2 and np.isfinite(summary["freeprop"]["mean"]["motion"])
+    # --size: FreeProp's own outputs at another size, scored resampled (and the rows say so)
+    small = tmp_path / "small"
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--metrics", "motion,gt", "--model", "tiny", "--random-weights",
+                 "--steps", "1", "-o", str(small), "--device", "cpu", "--size", "16x16"]) == 0  # fmt: skip
+    assert read_video(next((small / "predictions" / "freeprop").glob("*.mp4"))).frames.shape == (5, 16, 16, 3)
+    row = json.loads(next((small / "cases" / "freeprop").glob("*.json")).read_text())
+    assert "error" not in row and row["resampled"].startswith("resampled from 5 frames at 16x16")
 
 
 @pytest.mark.parametrize(

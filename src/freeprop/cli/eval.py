@@ -9,6 +9,8 @@ from pathlib import Path
 from freeprop.cli.common import (
     add_device_options,
     device_and_dtype,
+    format_size,
+    parse_size,
     positive_int,
     resolve_model,
 )
@@ -74,6 +76,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", help=f"FreeProp model when no --pred is given (default: {BUNDLED_MODEL})")
     p.add_argument("--random-weights", action="store_true", help="allow a preset with random weights")
     p.add_argument("--steps", type=positive_int, help="denoising steps for FreeProp (default: the model's own)")
+    p.add_argument("--size", type=parse_size,
+                   help="HEIGHTxWIDTH of FreeProp's own outputs (default: each source's); scored with --resample")
     p.add_argument("--frames", type=positive_int, help="only the first N frames of each source (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resample", action="store_true",
@@ -132,8 +136,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
         folder = out_dir / "predictions" / "freeprop"
         model = resolve_model(args.model, random_weights=args.random_weights)
         skipped = predict_with_freeprop(
-            bench, folder, model, args.steps, args.seed, device, dtype, args.frames
+            bench, folder, model, args.steps, args.seed, device, dtype, args.frames, size=args.size
         )
+        if args.size and not args.resample:
+            args.resample = True
+            notes.append(f"FreeProp ran at {format_size(*args.size)}: its outputs are scored resampled to each case")
         if skipped:
             notes.append(
                 f"FreeProp not run on {len(skipped)} case(s) without a source video or edited first frame"

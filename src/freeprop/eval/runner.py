@@ -504,8 +504,10 @@ def predict_with_freeprop(
     dtype=None,
     max_frames: int | None = None,
     progress: bool = True,
+    size: tuple[int, int] | None = None,
 ) -> list[str]:
-    """Run FreeProp on every case that has an edited first frame → `folder/<id>.mp4` (existing ones kept).
+    """Run FreeProp on every case that has an edited first frame → `folder/<id>.mp4` (existing ones kept),
+    at the source's size or `size` (HEIGHT, WIDTH).
 
     Returns the ids that could not be run (no edited first frame / no source)."""
     import torch
@@ -534,8 +536,10 @@ def predict_with_freeprop(
             for case in tqdm(mine, desc="FreeProp", disable=not progress or not state.is_local_main_process):
                 source = load_frames(case.source)[:max_frames]
                 first = resize_cover_crop(load_first_frame(case.first_frame), *source.shape[1:3])[0]
+                height, width = size or (None, None)
                 frames = pipe(
-                    source, first, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)
+                    source, first, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                    height=height, width=width,
                 ).frames
                 fps = case.meta.get("fps") or (
                     read_video(case.source, max_frames=1).fps if isinstance(case.source, Path) else 16
