@@ -14,6 +14,7 @@ from pathlib import Path
 # on the real-footage validation split (README "How well it works", docs/model.md: mean PSNR over the four tasks).
 DEFAULT_EDIT_METHOD = "flow-warp"
 EDIT_METHODS = ("freeprop", "flow-warp")
+BASELINES = ("flow-warp", "copy-source", "frozen-first-frame")  # weight-free references (eval --baseline)
 BUNDLED_MODEL = "bundled"  # the explicit name of the model shipped in freeprop/assets/freeprop-small
 
 

@@ -272,3 +272,16 @@ def test_all_metrics_leaves_out_what_has_no_model_at_once(bench_and_preds, tmp_p
     assert time.perf_counter() - start < 30
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())["methods"]["copy"]["mean"]
     assert "motion" in summary and "psnr" in summary and "clip" not in summary
+
+
+def test_baselines_from_pair_shards_in_one_command(bench_and_preds, tmp_path):
+    """`--baseline` writes the weight-free references' predictions and scores them beside the rest."""
+    root, bench = bench_and_preds
+    out = tmp_path / "r"
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"truth={root / 'truth'}", "--baseline",
+                 "flow-warp", "--baseline", "copy-source", "--metrics", "gt", "-o", str(out), "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["methods"]
+    assert set(summary) == {"truth", "flow-warp", "copy-source"}
+    copied = read_video(out / "predictions" / "copy-source" / f"{bench.cases[0].case_id}.mp4").frames
+    assert np.abs(copied.astype(int) - bench.cases[0].source).mean() < 3  # copy-source is the source
+    assert summary["truth"]["mean"]["psnr"] > summary["flow-warp"]["mean"]["psnr"]

@@ -14,7 +14,7 @@ from freeprop.cli.common import (
     positive_int,
     resolve_model,
 )
-from freeprop.defaults import BUNDLED_MODEL
+from freeprop.defaults import BASELINES, BUNDLED_MODEL
 from freeprop.errors import FreePropInputError
 
 
@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
         metavar="NAME=DIR",
         help="a method's outputs: DIR/<id>/generate.mp4 or DIR/<id>.mp4 (repeatable; none = run FreeProp)",
     )
+    p.add_argument("--baseline", action="append", default=[], choices=BASELINES,
+                   help="also run a weight-free baseline on every case, into OUTPUT/predictions/NAME (repeatable)")
     p.add_argument(
         "--metrics",
         default="all",
@@ -95,9 +97,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
         MetricModels,
         Scorer,
         available_metrics,
+        baseline_edit,
         parse_metrics,
         predict_with_freeprop,
         run,
+        write_predictions,
     )
 
     # 1. Everything the user named, checked before any model loads.
@@ -130,8 +134,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"missing: … {len(bench.missing)} in all", file=sys.stderr)
     device, dtype = device_and_dtype(args.device, args.dtype)
 
-    # 2. FreeProp itself when no predictions are given.
+    # 2. Weight-free baselines asked for, and FreeProp itself when no predictions are given.
     notes = list(left_out)
+    for name in args.baseline:
+        folder = out_dir / "predictions" / name
+        write_predictions(bench, folder, baseline_edit(name), args.frames, desc=name)
+        predictions[name] = folder
     if not predictions:
         folder = out_dir / "predictions" / "freeprop"
         model = resolve_model(args.model, random_weights=args.random_weights)

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from freeprop.defaults import BASELINES
 from freeprop.errors import FreePropInputError
 from freeprop.eval.benchmarks import Bench, Case
 from freeprop.video import atomic_path, read_image, read_video
@@ -494,6 +495,50 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
+def write_predictions(bench: Bench, folder: Path, edit, max_frames: int | None = None, progress: bool = True,
+                      desc: str = "predict") -> list[str]:
+    """`edit(source, first_frame) → frames` on every case that has an edited first frame and a source,
+    → `folder/<id>.mp4` (existing ones kept; cases split across processes). Returns the ids skipped."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from freeprop.video import resize_cover_crop, write_video
+
+    state = PartialState()
+    skipped, todo = [], []
+    for case in bench.cases:
+        runnable = case.first_frame is not None and (not isinstance(case.source, Path) or case.source.is_file())
+        if not runnable:
+            skipped.append(case.case_id)
+        elif not (folder / f"{case.case_id}.mp4").is_file():
+            todo.append(case)
+    if todo:
+        folder.mkdir(parents=True, exist_ok=True)
+        with state.split_between_processes(todo) as mine:
+            for case in tqdm(mine, desc=desc, disable=not progress or not state.is_local_main_process):
+                source = load_frames(case.source)[:max_frames]
+                first = resize_cover_crop(load_first_frame(case.first_frame), *source.shape[1:3])[0]
+                fps = case.meta.get("fps") or (
+                    read_video(case.source, max_frames=1).fps if isinstance(case.source, Path) else 16
+                )
+                write_video(folder / f"{case.case_id}.mp4", edit(source, first), fps=fps)
+        state.wait_for_everyone()
+    return skipped
+
+
+def baseline_edit(name: str):
+    """The weight-free reference methods, as `edit(source, first) → frames`."""
+    if name == "flow-warp":
+        from freeprop.baselines.flow_warp import propagate
+
+        return propagate
+    if name == "copy-source":
+        return lambda source, first: source
+    if name == "frozen-first-frame":
+        return lambda source, first: np.repeat(first[None], len(source), axis=0)
+    raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+
+
 def predict_with_freeprop(
     bench: Bench,
     folder: Path,
@@ -506,47 +551,24 @@ def predict_with_freeprop(
     progress: bool = True,
     size: tuple[int, int] | None = None,
 ) -> list[str]:
-    """Run FreeProp on every case that has an edited first frame → `folder/<id>.mp4` (existing ones kept),
-    at the source's size or `size` (HEIGHT, WIDTH).
-
-    Returns the ids that could not be run (no edited first frame / no source)."""
+    """FreeProp on every runnable case (`write_predictions`), at the source's size or `size` (H, W)."""
     import torch
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from freeprop.demo import default_model
     from freeprop.pipeline import load_pipeline
-    from freeprop.video import resize_cover_crop, write_video
 
-    state = PartialState()
-    skipped, todo = [], []
-    for case in bench.cases:
-        runnable = case.first_frame is not None and (
-            not isinstance(case.source, Path) or case.source.is_file()
-        )
-        if not runnable:
-            skipped.append(case.case_id)
-        elif not (folder / f"{case.case_id}.mp4").is_file():
-            todo.append(case)
-    if todo:
-        pipe = load_pipeline(model or default_model(), torch_dtype=dtype or torch.float32).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        with state.split_between_processes(todo) as mine:
-            for case in tqdm(mine, desc="FreeProp", disable=not progress or not state.is_local_main_process):
-                source = load_frames(case.source)[:max_frames]
-                first = resize_cover_crop(load_first_frame(case.first_frame), *source.shape[1:3])[0]
-                height, width = size or (None, None)
-                frames = pipe(
-                    source, first, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
-                    height=height, width=width,
-                ).frames
-                fps = case.meta.get("fps") or (
-                    read_video(case.source, max_frames=1).fps if isinstance(case.source, Path) else 16
-                )
-                write_video(folder / f"{case.case_id}.mp4", frames, fps=fps)
-        state.wait_for_everyone()
-    return skipped
+    pipe = None
+    height, width = size or (None, None)
+
+    def edit(source, first):
+        nonlocal pipe
+        if pipe is None:  # loaded only when a case needs it
+            pipe = load_pipeline(model or default_model(), torch_dtype=dtype or torch.float32).to(device)
+            pipe.set_progress_bar_config(disable=True)
+        generator = torch.Generator().manual_seed(seed)
+        return pipe(source, first, num_inference_steps=steps, generator=generator, height=height, width=width).frames
+
+    return write_predictions(bench, folder, edit, max_frames, progress, desc="FreeProp")
 
 
 def run(
