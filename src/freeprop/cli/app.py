@@ -28,5 +28,9 @@ def cmd_app(args: argparse.Namespace) -> None:
         from freeprop.app import launch
     except ImportError as err:
         raise FreePropInputError(f"the web app needs Gradio ({err}); pip install gradio") from None
-    print(f"FreeProp app on http://{args.host}:{args.port or '…'} — Ctrl-C to stop")
-    launch(args.host, args.port or None, show_error=True)
+    page, (_, url, _) = launch(args.host, args.port or None, show_error=True, quiet=True, prevent_thread_lock=True)
+    print(f"FreeProp app on {url} — open it in a browser; Ctrl-C to stop")
+    try:
+        page.block_thread()
+    finally:
+        page.close()
