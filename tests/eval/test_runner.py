@@ -285,3 +285,13 @@ def test_baselines_from_pair_shards_in_one_command(bench_and_preds, tmp_path):
     copied = read_video(out / "predictions" / "copy-source" / f"{bench.cases[0].case_id}.mp4").frames
     assert np.abs(copied.astype(int) - bench.cases[0].source).mean() < 3  # copy-source is the source
     assert summary["truth"]["mean"]["psnr"] > summary["flow-warp"]["mean"]["psnr"]
+
+
+def test_vlm_failures_are_shown_in_the_report(bench_and_preds, tmp_path):
+    root, _ = bench_and_preds
+    out = tmp_path / "r"
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"copy={root / 'copy'}", "--metrics", "vlm",
+                 "--judge", "stub:no number here", "-o", str(out), "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["methods"]["copy"]["mean"]
+    assert summary["vlm_failures"] == 5  # every sampled frame of each 5-frame case failed
+    assert "VLM failed frames/case" in (out / "table.md").read_text()

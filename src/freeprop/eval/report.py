@@ -24,6 +24,7 @@ COLUMNS = (
     ("video", "Video ↑", 3),
     ("pick", "Pick ↑", 3),
     ("vlm", "VLM ↑", 3),
+    ("vlm_failures", "VLM failed frames/case", 2),  # frames the judge gave no usable score (left out of VLM)
     ("motion", "Motion EPE ↓", 3),
     ("warp", "Warp err ↓", 3),
     ("psnr", "PSNR ↑", 2),
