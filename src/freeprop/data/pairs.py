@@ -113,6 +113,10 @@ class PairWriter:
         self.done = {r["sample_id"] for r in self.rows}
         for stale in self.root.glob("*.partial"):  # a shard a killed writer left unfinished
             stale.unlink()
+        indexed = {r["shard"] for r in self.rows}
+        for orphan in self.root.glob("shard-*.tar"):  # renamed, but killed before the index named it:
+            if orphan.name not in indexed:  # its samples are not `done`, so they are written again
+                orphan.unlink()
         self._pending: list[dict] = []
         self._unwritten_failures = 0  # failure rows not yet in index.parquet (written with the next shard)
         self._tar: tarfile.TarFile | None = None
