@@ -30,3 +30,28 @@ def test_a_kill_between_shard_rename_and_index_write_leaves_no_orphan(tmp_path, 
     assert sorted(r["sample_id"] for r in data.rows) == ["p0", "p1", "p2", "p3"]
     indexed = {r["shard"] for r in data.rows}
     assert {p.name for p in tmp_path.glob("shard-*.tar")} == indexed  # every shard on disk is indexed
+
+
+def test_a_full_disk_during_a_pair_write_keeps_the_dataset(tmp_path):
+    """Under a file-size limit (a full disk, as far as the writer can tell) `data synth` stops with one
+    line; the dataset it had stays whole, and the same command resumes it once there is room."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "freeprop.cli", "data", "synth", str(tmp_path / "d"), "--val", "0", "--test", "0",
+            "--frames", "5", "--size", "16x16"]
+    subprocess.run([*base, "--train", "4"], check=True, capture_output=True)
+    before = PairDataset(tmp_path / "d").rows
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    full = subprocess.run([*base, "--train", "12"], preexec_fn=small_disk, capture_output=True, text=True)
+    err = full.stderr.strip().splitlines()[-1]
+    assert full.returncode == 1 and err.startswith("freeprop: error: the disk is full") and "Traceback" not in full.stderr
+    assert PairDataset(tmp_path / "d").rows == before  # the previous state, intact and readable
+    subprocess.run([*base, "--train", "12"], check=True, capture_output=True)
+    assert len(PairDataset(tmp_path / "d").rows) == 12

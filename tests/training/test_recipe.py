@@ -518,3 +518,25 @@ def test_adapter_folders_are_swapped_in_whole(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pipeline.save_adapter(tmp_path / "adapter", model)
     assert {p.name: p.read_bytes() for p in (tmp_path / "adapter").iterdir()} == before
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_one(pairs, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "freeprop.cli", "train", "configs/tiny.yaml", *tiny_args(pairs, out, "save_every=1")]
+    subprocess.run(args, check=True, capture_output=True)  # checkpoints at steps 1 and 2
+    latest = (out / "checkpoints" / "latest").read_text()
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # a checkpoint's weights do not fit
+
+    full = subprocess.run([*args, "max_steps=4", "--resume"], preexec_fn=small_disk, capture_output=True, text=True)
+    assert full.returncode == 1 and full.stderr.strip().splitlines()[-1].startswith("freeprop: error: the disk is full")
+    assert (out / "checkpoints" / "latest").read_text() == latest
+    load_file(out / "checkpoints" / latest / "trainable.safetensors")  # still whole
+    subprocess.run([*args, "max_steps=4", "--resume"], check=True, capture_output=True)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4

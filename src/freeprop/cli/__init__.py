@@ -17,11 +17,14 @@ Nothing heavy is imported until a command runs, so `--help` and typos answer at 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from freeprop import __version__
 from freeprop.cli import app, data, demo, edit, eval, models, train
 from freeprop.errors import FreePropInputError
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space, a file-size limit, a quota
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -60,3 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # also during the heavy imports a command starts with
         print("freeprop: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"freeprop: error: the disk is full ({err.strerror}); free some space and run the same command "
+              "again (finished work is kept)", file=sys.stderr)
+        return 1

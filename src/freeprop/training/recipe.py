@@ -73,6 +73,19 @@ class StepResult:
     terms: dict[str, float]
 
 
+def save_safetensors(state: dict, path: Path) -> None:
+    """`save_file`, with a failed write (a full disk) raised as the OSError it is, not a SafetensorError."""
+    import re
+
+    try:
+        save_file(state, str(path))
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float, spare_loaded: bool) -> list[dict]:
     """AdamW groups: decay on weight matrices; never on norms, biases and other vectors; and, with
     `spare_loaded`, not on the loaded weights either — only on those the recipe adds (LoRA, the α
@@ -485,11 +498,10 @@ class Trainer:
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return None
-        save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
+        save_safetensors(self.trainable_state(), tmp / "trainable.safetensors")
         if self.teacher_model is not None:  # resume must distil from the same frozen teacher
-            save_file(
-                {k: v.contiguous() for k, v in self.teacher_model.state_dict().items()},
-                str(tmp / "teacher.safetensors"),
+            save_safetensors(
+                {k: v.contiguous() for k, v in self.teacher_model.state_dict().items()}, tmp / "teacher.safetensors"
             )
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(self.lr_scheduler.state_dict(), tmp / "scheduler.pt")
