@@ -43,7 +43,7 @@ class StubVLM:
     replies: Sequence[str]
     calls: list = field(default_factory=list)
 
-    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
+    def chat(self, images: Sequence[np.ndarray], prompt: str, text_first: bool = False) -> str:
         self.calls.append((len(images), prompt))
         return self.replies[(len(self.calls) - 1) % len(self.replies)]
 
@@ -55,14 +55,16 @@ class OpenAIVLM:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.timeout = model, api_key, timeout
 
-    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
-        content = [
+    def chat(self, images: Sequence[np.ndarray], prompt: str, text_first: bool = False) -> str:
+        pictures = [
             {
                 "type": "image_url",
                 "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(_jpeg(im)).decode()},
             }
             for im in images
-        ] + [{"type": "text", "text": prompt}]
+        ]
+        text = [{"type": "text", "text": prompt}]
+        content = text + pictures if text_first else pictures + text
         body = {"model": self.model, "temperature": 0, "messages": [{"role": "user", "content": content}]}
         request = urllib.request.Request(
             self.url,
@@ -89,17 +91,13 @@ class QwenVL:
         model = load_pretrained(Qwen2_5_VLForConditionalGeneration, path, device, dtype)
         return cls(model, load_pretrained(AutoProcessor, path), **kwargs)
 
-    def chat(self, images: Sequence[np.ndarray], prompt: str) -> str:
+    def chat(self, images: Sequence[np.ndarray], prompt: str, text_first: bool = False) -> str:
         import torch
         from PIL import Image
 
         pictures = [Image.open(io.BytesIO(_jpeg(im))).convert("RGB") for im in images]
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "image"} for _ in pictures] + [{"type": "text", "text": prompt}],
-            }
-        ]
+        slots, text = [{"type": "image"} for _ in pictures], [{"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": text + slots if text_first else slots + text}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = self.processor(text=[text], images=pictures or None, return_tensors="pt").to(
             self.model.device

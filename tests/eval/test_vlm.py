@@ -74,9 +74,9 @@ def test_red_blue_quirk_is_off_by_default():
     seen = []
 
     class Recorder(StubVLM):
-        def chat(self, images, prompt):
+        def chat(self, images, prompt, **options):
             seen.extend(images)
-            return super().chat(images, prompt)
+            return super().chat(images, prompt, **options)
 
     source, edited = _videos(3)
     VLMEditScore(Recorder(["Total Score: 3", "3"]), "editverse")(source, edited, "x")
@@ -104,12 +104,111 @@ def test_a_judge_that_recovers_scores_normally():
     from freeprop.vlm import StubVLM
 
     class Flaky(StubVLM):
-        def chat(self, images, prompt):
+        def chat(self, images, prompt, **options):
             if len(self.calls) % 2 == 0:
                 self.calls.append("refused")
                 raise ConnectionRefusedError("refused")
-            return super().chat(images, prompt)
+            return super().chat(images, prompt, **options)
 
     result = VLMEditScore(Flaky(["Total Score: 6"]), retries=3, backoff=0.0)(
         np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8, 3), np.uint8), "x")
     assert result.score == 6 and result.failures == 0
+
+
+def test_editverse_protocol_request_assembly_golden(tmp_path):
+    """`--protocol editverse` against an OpenAI-compatible judge (a local stand-in server): text before
+    images, the instruction's tags as written, frames range(0, T, T//3), red and blue swapped (EditVerse's
+    quirk), and the extraction retried until the reply is exactly one digit."""
+    import base64
+    import io
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from PIL import Image
+
+    from freeprop.eval.metrics.vlm import JudgeProtocol, VLMEditScore
+    from freeprop.vlm import OpenAIVLM
+
+    requests = []
+
+    class Judge(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append(body)
+            text = next(c["text"] for c in body["messages"][0]["content"] if c["type"] == "text")
+            extracts = sum(1 for r in requests if "EXTRACT[" in json.dumps(r))
+            reply = "Prompt Following: 3\nTotal Score: 7" if text.startswith("JUDGE[") else (
+                "Score: 7" if extracts % 2 == 1 else "7")  # a lenient answer first, then the bare digit
+            data = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"judge": "JUDGE[{instruction}] {not a placeholder}", "extract": "EXTRACT[{evaluation}]"}))
+    try:
+        spec = JudgeProtocol.named("editverse", prompts)
+        judge = OpenAIVLM(f"http://127.0.0.1:{server.server_address[1]}/v1", "judge-model")
+        source = np.zeros((7, 16, 16, 3), np.uint8)
+        source[..., 0] = 255  # pure red
+        instruction = "Propagate the edit in <image1> to <video1>."
+        result = VLMEditScore(judge, spec, backoff=0.0)(source, source, instruction)
+    finally:
+        server.shutdown()
+    assert result.frames == [0, 2, 4, 6] and result.score == 7 and result.failures == 0
+    judged = [r for r in requests if "JUDGE[" in json.dumps(r)]
+    assert len(judged) == 4 and len(requests) == 4 * 3  # per frame: 1 judge call, 2 extraction calls
+    content = judged[0]["messages"][0]["content"]
+    assert [c["type"] for c in content] == ["text", "image_url", "image_url"]  # text first
+    assert content[0]["text"] == "JUDGE[Propagate the edit in <image1> to <video1>.] {not a placeholder}"
+    jpeg = base64.b64decode(content[1]["image_url"]["url"].split(",", 1)[1])
+    pixel = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))[8, 8]
+    assert pixel[2] > 200 and pixel[0] < 60  # red sent as blue: EditVerse's BGR quirk
+    extract = [r for r in requests if "EXTRACT[" in json.dumps(r)][0]["messages"][0]["content"]
+    assert extract == [{"type": "text", "text": "EXTRACT[Prompt Following: 3\nTotal Score: 7]"}]
+
+
+def test_faithful_protocols_need_the_prompt_file(tmp_path):
+    from freeprop.errors import FreePropInputError
+    from freeprop.eval.metrics.vlm import JudgeProtocol
+
+    with pytest.raises(FreePropInputError, match="needs --judge-prompts FILE"):
+        JudgeProtocol.named("ffp")
+    (tmp_path / "p.json").write_text('{"judge": "no slot", "extract": "{evaluation}"}')
+    with pytest.raises(FreePropInputError, match=r"\{instruction\}"):
+        JudgeProtocol.named("editverse", tmp_path / "p.json")
+    (tmp_path / "p.json").write_text('{"judge": "{instruction}", "extract": "{evaluation}"}')
+    ffp = JudgeProtocol.named("ffp", tmp_path / "p.json")
+    assert ffp.frames == "ffp10" and ffp.strict and ffp.text_first and not ffp.swap_red_blue
+
+
+def test_the_runner_gives_a_faithful_judge_the_instruction_as_written(tmp_path):
+    import json
+
+    from freeprop.eval.benchmarks import load_bench
+    from freeprop.eval.metrics.vlm import JudgeProtocol, VLMEditScore
+    from freeprop.eval.runner import MetricModels, Scorer
+    from freeprop.video import write_video
+    from freeprop.vlm import StubVLM
+
+    (tmp_path / "videos").mkdir()
+    frames = np.zeros((6, 16, 16, 3), np.uint8)
+    write_video(tmp_path / "videos" / "a.mp4", frames)
+    record = {"<video1>": "videos/a.mp4", "<text>": "Propagate the edit in <image1> to <video1>.", "type": "x"}
+    (tmp_path / "EditVerseBench.json").write_text(json.dumps({"a": record}))
+    case = load_bench(f"editverse:{tmp_path}").cases[0]
+    (tmp_path / "p.json").write_text('{"judge": "J:{instruction}", "extract": "E:{evaluation}"}')
+    for name, expected in (("editverse", "J:Propagate the edit in <image1> to <video1>."),
+                           ("freeprop", "Propagate the edit in to .")):
+        judge = StubVLM(["7"])
+        spec = JudgeProtocol.named(name, tmp_path / "p.json")
+        scorer = Scorer(MetricModels(vlm=VLMEditScore(judge, spec, backoff=0.0)), ("vlm",))
+        assert scorer.score(case, frames, "k", frames)["vlm"] == 7
+        assert expected in judge.calls[0][1]

@@ -68,6 +68,11 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--swap-red-blue", action="store_true", help="reproduce EditVerse's BGR quirk for the judge"
     )
+    p.add_argument("--protocol", choices=("freeprop", "editverse", "ffp"), default="freeprop",
+                   help="how the VLM judge is asked: freeprop (our prompts, lenient parsing), editverse (EditVerse's "
+                   "script: its prompts, text first, tags kept, range(0,T,T//3), BGR quirk, strict digit), ffp "
+                   "(the paper: EditVerse's prompts and parsing on 10 uniform frames); see docs/evaluation.md")
+    p.add_argument("--judge-prompts", help="JSON {judge, extract} with EditVerse's prompt texts (--protocol editverse/ffp)")
     p.add_argument(
         "--unic-instruction",
         default="Edit the video so that it shows: {caption}",
@@ -158,7 +163,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     # 3. Metrics and report.
     metric_dtype = device_and_dtype(args.device, args.dtype or "fp32")[1]  # EditVerse scores in fp32
-    models = MetricModels.load(metrics, paths, device, metric_dtype, args.judge, args.vlm_frames, args.swap_red_blue)
+    models = MetricModels.load(metrics, paths, device, metric_dtype, args.judge, args.vlm_frames, args.swap_red_blue,
+                               args.protocol, args.judge_prompts)
     cache = EmbeddingCache(None if args.no_cache else Path(args.cache_dir or out_dir / "cache"))
     summary = run(bench, predictions, Scorer(models, metrics, cache), out_dir, notes=notes, resample=args.resample)
     if summary:

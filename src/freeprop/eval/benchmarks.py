@@ -116,7 +116,7 @@ def load_editverse(root: Path, cases: list[str] | None = None) -> Bench:
                 target_prompt=record.get("target_prompt", ""),
                 instruction=_clean_instruction(record.get("<text>", "")),
                 task=record.get("type", ""),
-                meta={"direction": record.get("direction", "")},
+                meta={"direction": record.get("direction", ""), "raw_instruction": record.get("<text>", "")},
             )
         )
     return Bench("editverse", root, out, missing)

@@ -167,8 +167,12 @@ class MetricModels:
                 out[field_name] = getattr(model, "name", type(model).__name__)
         if self.vlm is not None:
             judge = self.vlm.judge
-            out["vlm"] = {"judge": getattr(judge, "name", type(judge).__name__), "protocol": self.vlm.protocol,
-                          "swap_red_blue": self.vlm.swap_red_blue, "retries": self.vlm.retries}
+            spec = self.vlm.spec
+            prompts = hashlib.sha1((spec.judge_prompt + spec.extract_prompt).encode()).hexdigest()[:12]
+            out["vlm"] = {"judge": getattr(judge, "name", type(judge).__name__), "protocol": spec.name,
+                          "frames": spec.frames, "text_first": spec.text_first, "keep_tags": spec.keep_tags,
+                          "strict": spec.strict, "swap_red_blue": spec.swap_red_blue, "retries": spec.retries,
+                          "prompts_sha1": prompts}
         return out
 
     @classmethod
@@ -181,6 +185,8 @@ class MetricModels:
         judge: str | None = None,
         vlm_frames="ffp10",
         swap_red_blue=False,
+        protocol: str = "freeprop",
+        judge_prompts=None,
     ):
         """Load what `metrics` need; `paths` may override clip / dino / pickscore / pickscore_processor / viclip / viclip_tokenizer."""
         import torch
@@ -215,9 +221,10 @@ class MetricModels:
                 paths["viclip"], paths.get("viclip_tokenizer") or clip, device, dtype
             )
         if "vlm" in metrics:
-            from freeprop.eval.metrics.vlm import VLMEditScore, make_vlm
+            from freeprop.eval.metrics.vlm import JudgeProtocol, VLMEditScore, make_vlm
 
-            models.vlm = VLMEditScore(make_vlm(judge, device, dtype), vlm_frames, swap_red_blue=swap_red_blue)
+            spec = JudgeProtocol.named(protocol, judge_prompts, vlm_frames, swap_red_blue)  # checked first
+            models.vlm = VLMEditScore(make_vlm(judge, device, dtype), spec)
         return models
 
 
@@ -280,7 +287,8 @@ class Scorer:
             f = self._cached(m.viclip, output_key, "video8", lambda: m.viclip.video_embedding(output))
             out["video"] = m.viclip.score(f, self._text_embedding(m.viclip, case.target_prompt))
         if "vlm" in self.metrics:
-            result = m.vlm(source, output, case.instruction)
+            raw = case.meta.get("raw_instruction") if m.vlm.spec.keep_tags else None
+            result = m.vlm(source, output, raw or case.instruction)
             out["vlm"], out["vlm_failures"] = result.score, result.failures
         if "motion" in self.metrics:
             out["motion"] = flow_epe(output, source)

@@ -58,6 +58,80 @@ Output the overall (total) score of this evaluation, an integer from 0 to 9. Out
 CRITERIA = ("Prompt Following", "Edit Quality", "Background Consistency")
 
 
+@dataclass(frozen=True)
+class JudgeProtocol:
+    """How the judge is asked and answered; recorded with every result.
+
+    - "freeprop" (default): our wording of the rubric (above), images before text, `<video1>`-style
+      tags stripped from the instruction, lenient parsing of the extraction reply with a fall-back to
+      the evaluation's "Total Score:" line, `--vlm-frames` sampling.
+    - "editverse": EditVerse's script — its own prompt texts (read from `--judge-prompts`: they are
+      under EditVerse's licence, so not shipped), text before images, the `<text>` instruction with its
+      tags as written, frames `range(0, T, T//3)`, RGB frames sent as if BGR (its OpenCV quirk), and the
+      extraction retried until the reply is exactly one digit 0–9 (at most `retries`, then the frame is
+      a recorded failure; no fall-back).
+    - "ffp": the FFP-300K paper's variant — EditVerse's prompts and parsing on 10 uniformly spaced
+      frames (`np.linspace(0, T−1, 10)` rounded), Qwen2.5-VL-72B as the judge, colours as they are.
+    """
+
+    name: str = "freeprop"
+    judge_prompt: str = JUDGE_PROMPT  # with {instruction}
+    extract_prompt: str = EXTRACT_PROMPT  # with {evaluation}
+    frames: str = "ffp10"
+    text_first: bool = False
+    keep_tags: bool = False
+    strict: bool = False
+    retries: int = 3
+    swap_red_blue: bool = False
+
+    @classmethod
+    def named(cls, name: str, prompts_file=None, frames: str = "ffp10", swap_red_blue: bool = False):
+        from freeprop.errors import FreePropInputError
+
+        if name == "freeprop":
+            return cls(frames=frames, swap_red_blue=swap_red_blue)
+        if name not in ("editverse", "ffp"):
+            raise FreePropInputError(f"--protocol {name!r}: choose freeprop, editverse or ffp")
+        judge, extract = read_judge_prompts(prompts_file, name)
+        return cls(name, judge, extract, "editverse" if name == "editverse" else "ffp10", text_first=True,
+                   keep_tags=True, strict=True, retries=10, swap_red_blue=name == "editverse")
+
+
+def read_judge_prompts(path, protocol: str) -> tuple[str, str]:
+    """`{"judge": "...{instruction}...", "extract": "...{evaluation}..."}` from a JSON file the user made
+    from EditVerse's `automatic_evaluation/editing_vlm_evaluation.py` (its texts are not shipped)."""
+    from pathlib import Path
+
+    from freeprop.errors import FreePropInputError
+
+    help_ = ("copy the two prompt texts of adobe-research/EditVerse (automatic_evaluation/"
+             "editing_vlm_evaluation.py) into a JSON file {\"judge\": ..., \"extract\": ...}, marking where the "
+             "instruction and the evaluation go with {instruction} and {evaluation}")
+    if path is None:
+        raise FreePropInputError(f"--protocol {protocol} needs --judge-prompts FILE: {help_}")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        judge, extract = data["judge"], data["extract"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FreePropInputError(f"--judge-prompts {path}: unreadable ({type(err).__name__}); {help_}") from None
+    if "{instruction}" not in judge or "{evaluation}" not in extract:
+        raise FreePropInputError(f"--judge-prompts {path}: {help_}")
+    return judge, extract
+
+
+def fill(template: str, **values: str) -> str:
+    """`template` with {name} placeholders replaced; any other braces (JSON in a prompt) left alone."""
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def parse_digit(reply: str) -> int | None:
+    """EditVerse's acceptance rule: the reply is one digit 0–9 and nothing else."""
+    match = re.fullmatch(r"\s*([0-9])\s*", reply)
+    return int(match.group(1)) if match else None
+
+
 # --- frame sampling and parsing ----------------------------------------------------------------------
 
 
@@ -119,11 +193,17 @@ class VLMResult:
 
 
 class VLMEditScore:
-    """EditVerse's VLM editing score with a pluggable judge."""
+    """EditVerse's VLM editing score with a pluggable judge, asked as `protocol` says (`JudgeProtocol`;
+    a string names only the frame sampler of the default protocol)."""
 
-    def __init__(self, judge, protocol: str = "ffp10", retries: int = 3, swap_red_blue: bool = False,
-                 backoff: float = 1.0):
-        self.judge, self.protocol, self.retries, self.swap_red_blue = judge, protocol, retries, swap_red_blue
+    def __init__(self, judge, protocol: JudgeProtocol | str = "ffp10", retries: int | None = None,
+                 swap_red_blue: bool | None = None, backoff: float = 1.0):
+        if isinstance(protocol, str):
+            protocol = JudgeProtocol(frames=protocol)
+        changes = {k: v for k, v in (("retries", retries), ("swap_red_blue", swap_red_blue)) if v is not None}
+        self.spec = JudgeProtocol(**{**protocol.__dict__, **changes})
+        self.judge, self.protocol = judge, self.spec.frames
+        self.retries, self.swap_red_blue = self.spec.retries, self.spec.swap_red_blue
         self.backoff = backoff  # seconds before the first retry of a transport error; doubles each time
 
     def _chat(self, images, prompt: str) -> str:
@@ -133,7 +213,7 @@ class VLMEditScore:
             images = [np.ascontiguousarray(im[..., ::-1]) for im in images]
         for attempt in range(self.retries):
             try:
-                return self.judge.chat(images, prompt)
+                return self.judge.chat(images, prompt, text_first=self.spec.text_first)
             except (OSError, TimeoutError, json.JSONDecodeError, KeyError) as err:  # URLError is an OSError
                 last = err
                 time.sleep(self.backoff * 2**attempt)
@@ -141,11 +221,15 @@ class VLMEditScore:
 
     def score_frame(self, source: np.ndarray, edited: np.ndarray, instruction: str) -> tuple[float, str]:
         """(0–9 score or nan, the judge's evaluation) for one pair of frames."""
-        evaluation = self._chat([source, edited], JUDGE_PROMPT.format(instruction=instruction))
+        spec = self.spec
+        evaluation = self._chat([source, edited], fill(spec.judge_prompt, instruction=instruction))
+        parse = parse_digit if spec.strict else parse_score
         for _ in range(self.retries):  # 2. the extraction step, retried until it is one number 0–9
-            value = parse_score(self._chat([], EXTRACT_PROMPT.format(evaluation=evaluation)))
+            value = parse(self._chat([], fill(spec.extract_prompt, evaluation=evaluation)))
             if value is not None:
                 return float(value), evaluation
+        if spec.strict:  # EditVerse keeps asking; after `retries` the frame is a recorded failure
+            return float("nan"), evaluation
         fallback = parse_score(evaluation) if re.search(r"total\s*score", evaluation, re.IGNORECASE) else None
         return (float(fallback) if fallback is not None else float("nan")), evaluation
 
