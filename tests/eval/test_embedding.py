@@ -93,3 +93,19 @@ def test_pickscore_shrinks_frames_to_672():
 def test_missing_model_is_one_clear_error(tmp_path):
     with pytest.raises(FreePropInputError, match="cannot load CLIPVisionModel from"):
         load_clip_embedder(str(tmp_path / "nowhere"))
+
+
+def test_metric_processors_are_the_pillow_ones():
+    """A torchvision-backed processor (what transformers picks when torchvision is installed) is swapped
+    for its Pillow twin with the same settings; a processor's inner image processor too."""
+    from transformers import CLIPImageProcessorPil
+
+    from freeprop.eval.metrics.embedding import pillow_processor, processor_backend
+
+    settings = CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).to_dict()
+    FastOne = type("CLIPImageProcessorFast", (), {"to_dict": lambda self: settings})  # noqa: N806
+    swapped = pillow_processor(FastOne())
+    assert isinstance(swapped, CLIPImageProcessorPil) and swapped.size == {"shortest_edge": 28}
+    holder = type("Processor", (), {})()
+    holder.image_processor = FastOne()
+    assert processor_backend(pillow_processor(holder)) == "CLIPImageProcessorPil"

@@ -50,6 +50,7 @@ def test_cli_writes_the_report_and_numbers_match_direct_computation(
     provenance = json.loads((out / "summary.json").read_text())["provenance"]
     assert provenance["models"]["dtype"] == "torch.float32" and str(tiny_clip_folder) in provenance["models"]["clip_embedder"]
     assert provenance["cases"] == [c.case_id for c in bench.cases] and provenance["versions"]["torch"]
+    assert provenance["image_processors"]["clip_embedder"].endswith("Pil")  # EditVerse's Pillow resampling
     official = list(csv.reader((out / "per_case_editverse" / "copy.csv").open()))
     assert official[0][0] == "id" and official[0][-1] == "type" and "clip_temporal_consistency" in official[0]
     assert official[-1][0] == "Average" and len(official) == len(bench.cases) + 2

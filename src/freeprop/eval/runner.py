@@ -160,11 +160,15 @@ class MetricModels:
 
     def identity(self) -> dict:
         """What decides the numbers: each loaded model's name, the dtype, the judge and its protocol."""
-        out = {"dtype": self.dtype}
+        from freeprop.eval.metrics.embedding import processor_backend
+
+        out = {"dtype": self.dtype, "processors": {}}
         for field_name in ("clip_embedder", "dino_embedder", "clip_scorer", "pickscore", "viclip"):
             model = getattr(self, field_name)
             if model is not None:
                 out[field_name] = getattr(model, "name", type(model).__name__)
+                if getattr(model, "processor", None) is not None:  # Pillow or torchvision resampling
+                    out["processors"][field_name] = processor_backend(model.processor)
         if self.vlm is not None:
             judge = self.vlm.judge
             spec = self.vlm.spec
@@ -457,8 +461,8 @@ def provenance(models: MetricModels, bench: Bench, metrics, resample: bool) -> d
     return {
         "metrics": list(metrics),
         "models": models.identity(),
-        "image_processor_backend": "torchvision available (transformers may pick fast processors)"
-        if find_spec("torchvision") else "Pillow (slow processors)",
+        "image_processors": models.identity()["processors"],  # Pillow classes (`pillow_processor`)
+        "torchvision_installed": find_spec("torchvision") is not None,
         "resample": resample,
         "cases": [c.case_id for c in bench.cases],
         "versions": versions,

@@ -134,12 +134,38 @@ class TextImageScorer(_Scorer):
         return float(self.per_frame(image_embeddings, text_embedding).mean())
 
 
+def pillow_processor(processor):
+    """The Pillow-backed twin of an image processor (or of a processor's `image_processor`).
+
+    EditVerse's numbers were made with transformers' Pillow resampling; with torchvision installed,
+    transformers picks torchvision resampling instead (up to 11 grey levels apart), so the metrics
+    always use the Pillow classes. `processor_backend` names what was used (recorded in the report)."""
+    import transformers
+
+    inner = getattr(processor, "image_processor", processor)
+    name = type(inner).__name__
+    if not name.endswith("Pil"):
+        twin = getattr(transformers, name.removesuffix("Fast") + "Pil", None)
+        if twin is not None:
+            inner = twin(**inner.to_dict())
+    if inner is not getattr(processor, "image_processor", processor):
+        if hasattr(processor, "image_processor"):
+            processor.image_processor = inner
+        else:
+            processor = inner
+    return processor
+
+
+def processor_backend(processor) -> str:
+    return type(getattr(processor, "image_processor", processor)).__name__
+
+
 def load_clip_embedder(path: str = CLIP_L14, device="cpu", dtype=torch.float32) -> ImageEmbedder:
     from transformers import CLIPImageProcessor, CLIPVisionModel
 
     model, processor = (
         load_pretrained(CLIPVisionModel, path, device, dtype),
-        load_pretrained(CLIPImageProcessor, path),
+        pillow_processor(load_pretrained(CLIPImageProcessor, path)),
     )
     return ImageEmbedder(model, processor, name=f"clip-vision:{path}")
 
@@ -149,7 +175,7 @@ def load_dino_embedder(path: str = DINOV2_BASE, device="cpu", dtype=torch.float3
 
     model, processor = (
         load_pretrained(Dinov2Model, path, device, dtype),
-        load_pretrained(AutoImageProcessor, path),
+        pillow_processor(load_pretrained(AutoImageProcessor, path)),
     )
     return ImageEmbedder(model, processor, name=f"dinov2:{path}")
 
@@ -158,7 +184,7 @@ def load_clip_scorer(path: str = CLIP_L14, device="cpu", dtype=torch.float32) ->
     from transformers import CLIPModel, CLIPProcessor
 
     model, processor = load_pretrained(CLIPModel, path, device, dtype), load_pretrained(CLIPProcessor, path)
-    return TextImageScorer(model, processor, name=f"clip:{path}")
+    return TextImageScorer(model, pillow_processor(processor), name=f"clip:{path}")
 
 
 def load_pickscore(
@@ -168,4 +194,4 @@ def load_pickscore(
     from transformers import CLIPModel, CLIPProcessor
 
     model, proc = load_pretrained(CLIPModel, path, device, dtype), load_pretrained(CLIPProcessor, processor)
-    return TextImageScorer(model, proc, name=f"pickscore:{path}", max_side=PICKSCORE_MAX_SIDE)
+    return TextImageScorer(model, pillow_processor(proc), name=f"pickscore:{path}", max_side=PICKSCORE_MAX_SIDE)
