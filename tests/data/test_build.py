@@ -147,3 +147,28 @@ def test_small_style_images_and_unknown_stage_names_are_reported(inputs, tiny_va
     bad = config(inputs, output=str(inputs / "o2"), execution=Execution(stage_workers={"vace_typo": 2}))
     with pytest.raises(FreePropInputError, match="unknown stage"):
         run_build(bad, injected=injected(tiny_vace, tiny_i2v), progress=False)
+
+
+def test_dedup_is_within_a_task_and_removes_near_duplicate_source_clips(tmp_path):
+    """A clip's removal is not a copy of its swap (issue 15: 38/40 dropped); a near-identical source clip
+    in the same local task is; one content image with two styles is two pairs. The log resumes all that."""
+    from freeprop.data.build import DedupIndex, pair_hashes
+
+    source = moving_pattern(frames=9, height=64, width=64)
+    swapped, removed, other_swap = source.copy(), source.copy(), 255 - source
+    swapped[:, 30:34, 30:34] = 255  # a small object changed
+    removed[:, 30:34, 30:34] = 0
+    near_source = np.clip(source.astype(int) + 1, 0, 255).astype(np.uint8)  # re-encoded copy of the clip
+    styled_a, styled_b = source // 2, 255 - source // 3
+
+    index = DedupIndex(tmp_path / "dedup.jsonl", bits=6)
+    index.add("swap", pair_hashes(source, swapped), "swap", "local")
+    assert not index.is_duplicate("removal", pair_hashes(source, removed), "removal", "local")
+    assert index.is_duplicate("swap-2", pair_hashes(near_source, other_swap), "swap", "local")
+    index.add("style-a", pair_hashes(source, styled_a), "stylization", "global")
+    assert not index.is_duplicate("style-b", pair_hashes(source, styled_b), "stylization", "global")
+    assert index.is_duplicate("style-a-again", pair_hashes(near_source, styled_a), "stylization", "global")
+    index.close()
+    resumed = DedupIndex(tmp_path / "dedup.jsonl", bits=6)
+    assert resumed.is_duplicate("swap-2", pair_hashes(near_source, other_swap), "swap", "local")
+    assert not resumed.is_duplicate("removal", pair_hashes(source, removed), "removal", "local")

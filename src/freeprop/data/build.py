@@ -295,8 +295,12 @@ def pair_hashes(source: np.ndarray, target: np.ndarray) -> list[int]:
 class DedupIndex:
     """Near-duplicate lookup over the pairs already written, kept in an append-only log for resume.
 
-    Two pairs are duplicates when every hashed frame is within `bits` (Hamming). Candidates come
-    from the first frame's hash cut into `bits + 1` bands: hashes within `bits` of each other agree
+    Duplicates are looked for within a task only (a clip's swap and removal pairs are not copies of
+    each other, however small the object). In the local track a pair is a duplicate when its *source
+    clip* is near-identical to an earlier one's — every hashed source frame within `bits` (Hamming) —
+    which is what the paper's dedup removes; in the global track the style matters too, so source and
+    target frames must all match (one content image with several styles is several pairs). Candidates
+    come from the first frame's hash cut into `bits + 1` bands: hashes within `bits` of each other agree
     exactly on at least one band (pigeonhole), so a lookup compares a handful of pairs, not all.
     """
 
@@ -308,29 +312,34 @@ class DedupIndex:
             for line in path.read_text().splitlines():
                 if line.strip():
                     entry = json.loads(line)
-                    self._index(entry["id"], entry["h"])
+                    self._index(entry["id"], entry["h"], entry.get("task"), entry.get("track"))
         self.log = path.open("a")
 
-    def _keys(self, first: int) -> list[tuple[int, int]]:
-        return [(band, (first >> lo) & ((1 << (hi - lo)) - 1)) for band, (lo, hi) in enumerate(self.spans)]
+    def _keys(self, task, first: int) -> list[tuple]:
+        return [(task, band, (first >> lo) & ((1 << (hi - lo)) - 1)) for band, (lo, hi) in enumerate(self.spans)]
 
-    def _index(self, sample_id: str, hashes: list[int]) -> None:
-        self.hashes[sample_id] = hashes
-        for key in self._keys(hashes[0]):
+    @staticmethod
+    def _compared(hashes: list[int], track: str | None) -> list[int]:
+        return hashes if track == "global" else hashes[: len(hashes) // 2]  # local: the source frames
+
+    def _index(self, sample_id: str, hashes: list[int], task=None, track=None) -> None:
+        self.hashes[sample_id] = self._compared(hashes, track)
+        for key in self._keys(task, hashes[0]):
             self.bands.setdefault(key, set()).add(sample_id)
 
-    def is_duplicate(self, sample_id: str, hashes: list[int]) -> bool:
-        """True if an *other* written pair is within `bits` on every hashed frame."""
-        candidates = set().union(*(self.bands.get(key, ()) for key in self._keys(hashes[0]))) - {sample_id}
+    def is_duplicate(self, sample_id: str, hashes: list[int], task=None, track=None) -> bool:
+        """True if an *other* written pair of the same task is near-identical (see the class docstring)."""
+        mine = self._compared(hashes, track)
+        candidates = set().union(*(self.bands.get(key, ()) for key in self._keys(task, hashes[0]))) - {sample_id}
         return any(
-            len(self.hashes[c]) == len(hashes)
-            and all(bin(a ^ b).count("1") <= self.bits for a, b in zip(self.hashes[c], hashes))
+            len(self.hashes[c]) == len(mine)
+            and all(bin(a ^ b).count("1") <= self.bits for a, b in zip(self.hashes[c], mine))
             for c in candidates
         )
 
-    def add(self, sample_id: str, hashes: list[int]) -> None:
-        self._index(sample_id, hashes)
-        self.log.write(json.dumps({"id": sample_id, "h": hashes}) + "\n")
+    def add(self, sample_id: str, hashes: list[int], task=None, track=None) -> None:
+        self._index(sample_id, hashes, task, track)
+        self.log.write(json.dumps({"id": sample_id, "h": hashes, "task": task, "track": track}) + "\n")
         self.log.flush()
 
     def close(self) -> None:
@@ -426,7 +435,7 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
                     try:
                         pair = to_pair(sample)
                         hashes = pair_hashes(pair.source, pair.target)
-                        if cfg.quality.dedup and dedup.is_duplicate(pair.sample_id, hashes):
+                        if cfg.quality.dedup and dedup.is_duplicate(pair.sample_id, hashes, pair.task, pair.track):
                             sample |= {
                                 "status": "filtered",
                                 "stage": "dedup",
@@ -434,7 +443,7 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
                             }
                         else:
                             writer.add(pair)
-                            dedup.add(pair.sample_id, hashes)
+                            dedup.add(pair.sample_id, hashes, pair.task, pair.track)
                             summary.ok[(pair.track, pair.task)] += 1
                             continue
                     except Exception as err:  # a broken artefact fails this sample only
