@@ -172,3 +172,51 @@ def test_dedup_is_within_a_task_and_removes_near_duplicate_source_clips(tmp_path
     resumed = DedupIndex(tmp_path / "dedup.jsonl", bits=6)
     assert resumed.is_duplicate("swap-2", pair_hashes(near_source, other_swap), "swap", "local")
     assert not resumed.is_duplicate("removal", pair_hashes(source, removed), "removal", "local")
+
+
+def test_style_captions_are_cached_per_style_not_per_content_image(tmp_path):
+    """Two styles of one content image share a work folder; each gets its own style caption (before,
+    the second reused the first's, and its pair was then dropped as a duplicate)."""
+    from freeprop.data.stages.vlm_stages import StyleCaption
+    from freeprop.video import write_image, write_video
+    from freeprop.vlm import StubVLM
+
+    write_video(tmp_path / "source.mp4", moving_pattern(frames=9, height=64, width=64))
+    for name, value in (("warm", 40), ("cool", 200)):
+        write_image(tmp_path / f"{name}.png", np.full((64, 64, 3), value, np.uint8))
+    judge = StubVLM(['{"Style_Caption": "warm oil paint"}', '{"Style_Caption": "cool ink wash"}'])
+    stage = StyleCaption(vlm=judge)
+    captions = []
+    for name in ("warm", "cool", "warm"):  # the third is a resume: answered from the cache
+        sample = {"style_image": str(tmp_path / f"{name}.png"), "source_video": str(tmp_path / "source.mp4"),
+                  "work": str(tmp_path / "work")}
+        captions.append(stage.process(sample)["style_caption"])
+    assert captions == ["warm oil paint", "cool ink wash", "warm oil paint"] and len(judge.calls) == 2
+
+
+def test_vace_edits_are_keyed_by_model_and_lora_so_regeneration_makes_new_ones(tmp_path):
+    """Rebuilding the removals with the fine-tuned VACE (models.vace_lora) must not return the cached
+    edits of the base model (issue 15: bit-identical before); the same settings again are a cache hit."""
+    from types import SimpleNamespace
+
+    from freeprop.data.stages.media import save_masks
+    from freeprop.data.stages.synthesis import VACESynthesis
+    from freeprop.video import write_video
+
+    calls = []
+
+    def fake_vace(**kwargs):  # stands in for WanVACEPipeline.__call__: records, returns grey frames
+        calls.append(kwargs["prompt"])
+        return SimpleNamespace(frames=[np.full((kwargs["num_frames"], kwargs["height"], kwargs["width"], 3), 0.5)])
+
+    fake_vace.set_progress_bar_config = lambda **k: None
+    write_video(tmp_path / "source.mp4", moving_pattern(frames=9, height=32, width=32))
+    masks = np.zeros((9, 32, 32), np.uint8)
+    masks[:, 8:16, 8:16] = 255
+    sample = {"task": "removal", "source_video": str(tmp_path / "source.mp4"), "removal_caption": "grass",
+              "masks": save_masks(tmp_path / "masks.npz", masks), "fps": "16", "work": str(tmp_path / "work")}
+    outputs = []
+    for lora in (None, "runs/vace-removal", "runs/vace-removal"):
+        stage = VACESynthesis(pipe=fake_vace, lora=lora, steps=2)
+        outputs.append(stage.process(dict(sample))["edited_video"])
+    assert outputs[0] != outputs[1] == outputs[2] and len(calls) == 2

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from freeprop.video import atomic_path
 
 FIELDS = (
@@ -99,6 +101,18 @@ class Stage:
         folder = Path(sample["work"])
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    @staticmethod
+    def input_key(*parts) -> str:
+        """A short hash of everything that determines a cached result (text, numbers, arrays), so a
+        cache is reused only for the same inputs and model — not merely the same sample folder."""
+        import hashlib
+
+        digest = hashlib.sha1()
+        for part in parts:
+            data = np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode()
+            digest.update(len(data).to_bytes(8, "little") + data)
+        return digest.hexdigest()[:16]
 
     @staticmethod
     def cached_json(path: Path, compute) -> dict:

@@ -70,6 +70,7 @@ class VACESynthesis(Stage):
         dtype: str | None = None,
     ):
         self.pipe, self.steps, self.guidance, self.flow_shift = pipe, steps, guidance, flow_shift
+        self.model_id = pipe if isinstance(pipe, str) else type(pipe).__name__  # part of every cache key
         self.erode_px, self.dilate_px, self.seed, self.lora = erode_px, dilate_px, seed, lora
         self.negative_prompt, self.device, self.dtype = negative_prompt, device, dtype
 
@@ -105,9 +106,13 @@ class VACESynthesis(Stage):
         from PIL import Image
 
         work, task = self.work_dir(sample), sample["task"]
-        out = work / f"edited-{task}.mp4"
-        mask_path = work / f"vace-mask-{task}.npz"
         video, mask, references, prompt = self.inputs(sample)
+        # the output is keyed by all that makes it: model and LoRA (regeneration with a fine-tuned VACE
+        # must not return the old edits), prompt, sampler settings and every input frame (the style too)
+        key = self.input_key(self.model_id, self.lora, prompt, self.negative_prompt, self.steps, self.guidance,
+                             self.flow_shift, self.seed, video, mask, *(references or []))
+        out = work / f"edited-{task}-{key}.mp4"
+        mask_path = work / f"vace-mask-{task}-{key}.npz"
         if not out.is_file():
             f, h, w = video.shape[:3]
             result = self.pipe(

@@ -46,8 +46,10 @@ class VLMStage(Stage):
     def ask(self, sample, cache: str, images, prompt_name: str, **fields) -> dict:
         prompt = getattr(prompts, prompt_name).format(**fields)
         keys = prompts.KEYS[prompt_name]
+        model = self.vlm_spec if isinstance(self.vlm_spec, str) else getattr(self.vlm, "name", type(self.vlm).__name__)
+        key = self.input_key(model, prompt, *images)  # one content image, several styles: several answers
         return self.cached_json(
-            self.work_dir(sample) / f"{cache}.json",
+            self.work_dir(sample) / f"{cache}-{key}.json",
             lambda: ask_json(self.vlm, images, prompt, keys, self.retries),
         )
 
