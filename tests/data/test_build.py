@@ -220,3 +220,32 @@ def test_vace_edits_are_keyed_by_model_and_lora_so_regeneration_makes_new_ones(t
         stage = VACESynthesis(pipe=fake_vace, lora=lora, steps=2)
         outputs.append(stage.process(dict(sample))["edited_video"])
     assert outputs[0] != outputs[1] == outputs[2] and len(calls) == 2
+
+
+@pytest.mark.parametrize("task", ["swap", "removal"])
+def test_vace_never_sees_source_pixels_inside_the_mask(tmp_path, task):
+    from types import SimpleNamespace
+
+    from freeprop.data.stages.media import save_masks
+    from freeprop.data.stages.synthesis import VACESynthesis
+    from freeprop.video import write_video
+
+    seen = {}
+
+    def fake_vace(**kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(frames=[np.full((kwargs["num_frames"], kwargs["height"], kwargs["width"], 3), 0.5)])
+
+    source = moving_pattern(frames=9, height=32, width=32)
+    source[:, 8:16, 8:16] = (250, 10, 10)  # the object: bright red
+    write_video(tmp_path / "source.mp4", source)
+    masks = np.zeros((9, 32, 32), bool)
+    masks[:, 8:16, 8:16] = True
+    sample = {"task": task, "source_video": str(tmp_path / "source.mp4"), "caption": "a blue ball",
+              "removal_caption": "grass", "masks": save_masks(tmp_path / "m.npz", masks), "fps": "16",
+              "work": str(tmp_path / "work")}
+    VACESynthesis(pipe=fake_vace, steps=1).process(sample)
+    video = np.stack([np.asarray(f) for f in seen["video"]])
+    regenerate = np.stack([np.asarray(m) for m in seen["mask"]])[..., 0] > 127
+    assert regenerate.any() and (video[regenerate] == 128).all()  # grey where VACE regenerates
+    assert (video[~regenerate] != 128).any()  # and the source elsewhere

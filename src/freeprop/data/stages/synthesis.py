@@ -68,11 +68,15 @@ class VACESynthesis(Stage):
         negative_prompt: str = NEGATIVE_PROMPT,
         device: str = "cpu",
         dtype: str | None = None,
+        grey_fill: bool = True,
     ):
+        """`grey_fill`: give VACE the source with the masked region filled with grey 128, as VACE's own
+        inpainting preprocessing does (diffusers' WanVACEPipeline encodes `video * mask` as given, so raw
+        frames would show it the object it must replace or remove)."""
         self.pipe, self.steps, self.guidance, self.flow_shift = pipe, steps, guidance, flow_shift
         self.model_id = pipe if isinstance(pipe, str) else type(pipe).__name__  # part of every cache key
         self.erode_px, self.dilate_px, self.seed, self.lora = erode_px, dilate_px, seed, lora
-        self.negative_prompt, self.device, self.dtype = negative_prompt, device, dtype
+        self.negative_prompt, self.device, self.dtype, self.grey_fill = negative_prompt, device, dtype, grey_fill
 
     def check(self) -> None:
         from freeprop.hub import check_available
@@ -98,8 +102,12 @@ class VACESynthesis(Stage):
         masks = load_masks(sample["masks"])
         h, w = frames.shape[1:3]
         if task == "removal":
-            return frames, with_bbox(masks, scaled_px(self.dilate_px, h, w)), None, sample["removal_caption"]
-        return frames, erode(masks, scaled_px(self.erode_px, h, w)), None, sample["caption"]
+            mask, prompt = with_bbox(masks, scaled_px(self.dilate_px, h, w)), sample["removal_caption"]
+        else:
+            mask, prompt = erode(masks, scaled_px(self.erode_px, h, w)), sample["caption"]
+        if self.grey_fill:  # VACE's own inpainting preprocessing: the region to regenerate is grey (128),
+            frames = np.where(np.asarray(mask, bool)[..., None], np.uint8(128), frames)  # so no object leaks in
+        return frames, mask, None, prompt
 
     def process(self, sample):
         import torch
