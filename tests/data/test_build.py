@@ -249,3 +249,20 @@ def test_vace_never_sees_source_pixels_inside_the_mask(tmp_path, task):
     regenerate = np.stack([np.asarray(m) for m in seen["mask"]])[..., 0] > 127
     assert regenerate.any() and (video[regenerate] == 128).all()  # grey where VACE regenerates
     assert (video[~regenerate] != 128).any()  # and the source elsewhere
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("local.frames=80", "4k+1 frames"),
+        ("local.height=700", "multiples of 16"),
+        ("stylization.frames=10", "4k+1 frames"),
+        ("local.fps=0", "local.fps must be > 0"),
+    ],
+)
+def test_build_config_clip_shapes_are_checked_before_any_model(override, message, tmp_path, capsys):
+    from freeprop.cli import main
+
+    assert main(["data", "build", "configs/data/ffp300k.yaml", override, f"output={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not (tmp_path / "out").exists()

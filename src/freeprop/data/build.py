@@ -36,6 +36,17 @@ LOCAL_TASKS = ("swap", "removal")
 # --- config ------------------------------------------------------------------------------------------
 
 
+def check_clip_shape(section: str, frames: int, fps: float, size: tuple[int, int] | None = None) -> None:
+    """Wan's VAE and VACE take 4k+1 frames and sides that are multiples of 16: checked before any model
+    runs, so a build does not fail on its first sample an hour in."""
+    if frames < 1 or (frames - 1) % 4:
+        raise FreePropInputError(f"{section}.frames = {frames}: Wan takes 4k+1 frames (e.g. 81, 49, 33)")
+    if fps <= 0:
+        raise FreePropInputError(f"{section}.fps must be > 0, got {fps}")
+    if size is not None and any(side < 16 or side % 16 for side in size):
+        raise FreePropInputError(f"{section}.height/width = {size[0]}x{size[1]}: multiples of 16 (e.g. 720x1280)")
+
+
 @dataclass(frozen=True)
 class LocalTrack:
     sources: str | None = None  # folder of videos, or a .txt/.csv list (path[,caption]; e.g. Koala-36M rows)
@@ -49,6 +60,7 @@ class LocalTrack:
         bad = set(self.tasks) - set(LOCAL_TASKS)
         if bad:
             raise FreePropInputError(f"local.tasks: unknown {sorted(bad)}; choose from {LOCAL_TASKS}")
+        check_clip_shape("local", self.frames, self.fps, (self.height, self.width))
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,11 @@ class GlobalTrack:
     fps: float = 16.0
     max_area: int = 720 * 1280
     min_side: int = 256  # content / style images smaller than this are recorded as failed
+
+    def __post_init__(self):
+        check_clip_shape("stylization", self.frames, self.fps)
+        if self.max_area < 16 * 16 or self.min_side < 16:
+            raise FreePropInputError("stylization.max_area / min_side are too small to make a video")
 
 
 @dataclass(frozen=True)
