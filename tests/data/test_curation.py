@@ -112,5 +112,36 @@ def test_review_server_saves_only_from_its_own_page(removals, tmp_path):
         assert not decisions.exists()
         assert post(good, own | {"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}) == 204
         assert read_decisions(decisions) == {"a": True}
+        later = json.dumps({"b": "reject"}).encode()  # a second session's save keeps the first's decisions
+        assert post(later, own | {"Content-Length": str(len(later))}) == 204
+        assert read_decisions(decisions) == {"a": True, "b": False}
+    finally:
+        server.shutdown()
+
+
+def test_the_review_page_shows_decisions_saved_earlier(removals, tmp_path):
+    """Reopened, the page checks the radio buttons of decisions.json (in headless Chromium)."""
+    import shutil
+
+    chromium = shutil.which("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (.ci/run installs it)")
+    page_path = write_review(removals, tmp_path / "review")
+    first_id = page_path.read_text().split('data-id="')[1].split('"')[0]
+    (tmp_path / "review" / "decisions.json").write_text(json.dumps({first_id: "reject"}))
+    server = make_review_server(tmp_path / "review", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            radio = page.locator(f'input[name="{first_id}"][value="reject"]')
+            radio.wait_for()
+            page.wait_for_function(f'document.querySelector(\'input[name="{first_id}"][value="reject"]\').checked')
+            assert radio.is_checked()
+            browser.close()
     finally:
         server.shutdown()

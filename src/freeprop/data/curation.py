@@ -70,6 +70,10 @@ function decisions() {{
     const v = c.querySelector('input:checked'); if (v) out[c.dataset.id] = v.value; }});
   return out;
 }}
+fetch('decisions.json').then(r => r.ok ? r.json() : {{}}).then(saved => {{  // earlier decisions, shown
+  for (const [id, v] of Object.entries(saved)) {{
+    const input = document.querySelector(`input[name="${{CSS.escape(id)}}"][value="${{v}}"]`);
+    if (input) input.checked = true; }} }}).catch(() => {{}});
 function save() {{
   const body = JSON.stringify(decisions(), null, 1);
   fetch('decisions', {{method: 'POST', body}}).then(r => {{
@@ -123,8 +127,10 @@ def make_review_server(folder: str | Path, port: int = 8765, host: str = "127.0.
             except (ValueError, FreePropInputError) as err:
                 self.send_error(400, str(err))
                 return
-            with atomic_path(folder / "decisions.json") as tmp:
-                tmp.write_text(json.dumps(data, indent=1))
+            saved = folder / "decisions.json"  # merged: a save never erases decisions this page did not show
+            merged = (read_raw_decisions(saved) if saved.is_file() else {}) | data
+            with atomic_path(saved) as tmp:
+                tmp.write_text(json.dumps(merged, indent=1))
             self.send_response(204)
             self.end_headers()
 
@@ -140,9 +146,8 @@ def _check_decisions(data, where: str) -> None:
         raise FreePropInputError(f"{where}: decisions must map sample ids to 'accept' or 'reject'")
 
 
-def read_decisions(path: str | Path) -> dict[str, bool]:
-    """`{sample_id: True (accept) / False (reject)}` from a decisions file."""
-    path = Path(path)
+def read_raw_decisions(path: Path) -> dict[str, str]:
+    """`{sample_id: "accept" | "reject"}` as saved, checked."""
     if not path.is_file():
         raise FreePropInputError(f"{path}: no decisions file; save one from the review page first")
     try:
@@ -150,7 +155,12 @@ def read_decisions(path: str | Path) -> dict[str, bool]:
     except json.JSONDecodeError as err:
         raise FreePropInputError(f"{path}: not valid JSON ({err.msg})") from None
     _check_decisions(data, str(path))
-    return {k: v == "accept" for k, v in data.items()}
+    return data
+
+
+def read_decisions(path: str | Path) -> dict[str, bool]:
+    """`{sample_id: True (accept) / False (reject)}` from a decisions file."""
+    return {k: v == "accept" for k, v in read_raw_decisions(Path(path)).items()}
 
 
 # --- 2. fine-tune VACE on accepted removals ------------------------------------------------------------
