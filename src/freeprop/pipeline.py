@@ -104,13 +104,11 @@ def load_pipeline(
         pipe = FreePropPipeline.from_pretrained(spec, torch_dtype=torch_dtype)
         if shift is not None or scheduler != SAMPLING.scheduler:
             pipe.scheduler = make_scheduler(scheduler, SAMPLING.shift if shift is None else shift)
-        pipe.fixed_shift = shift
-        return pipe
-    transformer = load_model(model, weights, torch_dtype)
-    vae_model = None if vae is None else load_wan_vae(vae)
-    pipe = FreePropPipeline(
-        transformer.eval(), make_scheduler(scheduler, SAMPLING.shift if shift is None else shift), vae=vae_model
-    )
+    else:
+        transformer = load_model(model, weights, torch_dtype)
+        vae_model = None if vae is None else load_wan_vae(vae)
+        sampler = make_scheduler(scheduler, SAMPLING.shift if shift is None else shift)
+        pipe = FreePropPipeline(transformer.eval(), sampler, vae=vae_model)
     pipe.fixed_shift = shift
     return pipe
 
@@ -213,7 +211,8 @@ def adapter_is_complete(folder: str | os.PathLike) -> bool:
 
 def _write_adapter(folder: Path, transformer: FreePropTransformer) -> None:
     from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
+
+    from freeprop.models.loading import write_safetensors
 
     if getattr(transformer, "peft_config", None):
         # the adapter's LoraConfig goes into the file's metadata (as diffusers' training scripts do), so
@@ -233,7 +232,7 @@ def _write_adapter(folder: Path, transformer: FreePropTransformer) -> None:
         if k.startswith(TRAINED_MODULE_PREFIXES) and "lora" not in k
     }
     with atomic_path(folder / TRAINED_MODULES) as tmp:
-        save_file(trained, str(tmp))
+        write_safetensors(trained, tmp)
 
 
 class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):

@@ -89,10 +89,10 @@ def available_metrics(metrics: tuple[str, ...], paths: dict, explicit: bool) -> 
     from freeprop.errors import FreePropInputError
     from freeprop.hub import check_available
 
-    kept, notes = [], []
+    kept, notes, needs = [], [], metric_model_paths(paths)
     for metric in metrics:
         problems = []
-        for option, path in metric_model_paths(paths).get(metric, []):
+        for option, path in needs.get(metric, []):
             try:
                 if path is None:
                     raise FreePropInputError(f"{option}: not given (ViClip-InternVid-10M-FLT.pth, from "

@@ -91,6 +91,23 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """`save_file`, with a failed write (a full disk) raised as the OSError it is, not a SafetensorError,
+    so the command line reports it in one line."""
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(state, str(path))
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+
+
 def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
     """One file's tensors; an empty, truncated or foreign file is one line naming it."""
     from safetensors import SafetensorError

@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from freeprop.errors import FreePropInputError
+from freeprop.models.loading import write_safetensors
 from freeprop.models.transformer import build_ffp_input
 from freeprop.pipeline import IMAGE_TOKENS
 from freeprop.training.config import TrainConfig, to_dict
@@ -73,17 +74,8 @@ class StepResult:
     terms: dict[str, float]
 
 
-def save_safetensors(state: dict, path: Path) -> None:
-    """`save_file`, with a failed write (a full disk) raised as the OSError it is, not a SafetensorError."""
-    import re
-
-    try:
-        save_file(state, str(path))
-    except SafetensorError as err:
-        code = re.search(r"os error (\d+)", str(err))
-        if code is None:
-            raise
-        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+class CheckpointMismatch(FreePropInputError):
+    """A whole checkpoint written under another config (LoRA rank, trainable set): not a damaged one."""
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, spare_loaded: bool) -> list[dict]:
@@ -498,9 +490,9 @@ class Trainer:
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return None
-        save_safetensors(self.trainable_state(), tmp / "trainable.safetensors")
+        write_safetensors(self.trainable_state(), tmp / "trainable.safetensors")
         if self.teacher_model is not None:  # resume must distil from the same frozen teacher
-            save_safetensors(
+            write_safetensors(
                 {k: v.contiguous() for k, v in self.teacher_model.state_dict().items()}, tmp / "teacher.safetensors"
             )
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
@@ -534,9 +526,9 @@ class Trainer:
         for candidate in candidates:
             try:
                 return self._load_checkpoint(candidate)
+            except CheckpointMismatch:  # a complete checkpoint of another config: no older one will fit either
+                raise
             except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
-                if isinstance(err, FreePropInputError) and "does not match" in str(err):
-                    raise
                 print(f"note: {candidate.name} is incomplete ({type(err).__name__}); trying the one before",
                       file=sys.stderr)
         raise FreePropInputError(f"{root}: no complete checkpoint to resume from; start over with --overwrite")
@@ -545,12 +537,12 @@ class Trainer:
         trained = load_file(str(path / "trainable.safetensors"))
         missing = set(self.trainable_names) - set(trained)
         if missing or set(trained) - set(self.trainable_names):
-            raise FreePropInputError(f"{path}: checkpoint does not match this config's trainable weights")
+            raise CheckpointMismatch(f"{path}: checkpoint does not match this config's trainable weights")
         model = self.accelerator.unwrap_model(self.model)
         params = dict(model.named_parameters())
         for name, tensor in trained.items():
             if tensor.shape != params[name].shape:
-                raise FreePropInputError(
+                raise CheckpointMismatch(
                     f"{path}: checkpoint does not match this config: {name} is {tuple(tensor.shape)} there, "
                     f"{tuple(params[name].shape)} here (lora.rank or the model changed?); resume with the "
                     f"settings in {self.out / 'config.json'}"

@@ -202,29 +202,28 @@ class VLMEditScore:
             protocol = JudgeProtocol(frames=protocol)
         changes = {k: v for k, v in (("retries", retries), ("swap_red_blue", swap_red_blue)) if v is not None}
         self.spec = JudgeProtocol(**{**protocol.__dict__, **changes})
-        self.judge, self.protocol = judge, self.spec.frames
-        self.retries, self.swap_red_blue = self.spec.retries, self.spec.swap_red_blue
+        self.judge = judge
         self.backoff = backoff  # seconds before the first retry of a transport error; doubles each time
 
     def _chat(self, images, prompt: str) -> str:
         """One judge call; a transport error (connection refused, timeout, a cut reply) is retried with
         backoff, then raised as `JudgeUnavailable` for `__call__` to record against the frame."""
-        if self.swap_red_blue:  # EditVerse: cv2.imencode (BGR) on RGB arrays = red and blue swapped
+        if self.spec.swap_red_blue:  # EditVerse: cv2.imencode (BGR) on RGB arrays = red and blue swapped
             images = [np.ascontiguousarray(im[..., ::-1]) for im in images]
-        for attempt in range(self.retries):
+        for attempt in range(self.spec.retries):
             try:
                 return self.judge.chat(images, prompt, text_first=self.spec.text_first)
             except (OSError, TimeoutError, json.JSONDecodeError, KeyError) as err:  # URLError is an OSError
                 last = err
                 time.sleep(self.backoff * 2**attempt)
-        raise JudgeUnavailable(f"judge unreachable after {self.retries} tries ({type(last).__name__}: {last})")
+        raise JudgeUnavailable(f"judge unreachable after {self.spec.retries} tries ({type(last).__name__}: {last})")
 
     def score_frame(self, source: np.ndarray, edited: np.ndarray, instruction: str) -> tuple[float, str]:
         """(0–9 score or nan, the judge's evaluation) for one pair of frames."""
         spec = self.spec
         evaluation = self._chat([source, edited], fill(spec.judge_prompt, instruction=instruction))
         parse = parse_digit if spec.strict else parse_score
-        for _ in range(self.retries):  # 2. the extraction step, retried until it is one number 0–9
+        for _ in range(spec.retries):  # 2. the extraction step, retried until it is one number 0–9
             value = parse(self._chat([], fill(spec.extract_prompt, evaluation=evaluation)))
             if value is not None:
                 return float(value), evaluation
@@ -235,7 +234,7 @@ class VLMEditScore:
 
     def __call__(self, source: np.ndarray, edited: np.ndarray, instruction: str) -> VLMResult:
         """`source`, `edited`: uint8 [T, H, W, 3] (frames compared at the same index, up to the shorter)."""
-        frames = sample_vlm_frames(min(len(source), len(edited)), self.protocol)
+        frames = sample_vlm_frames(min(len(source), len(edited)), self.spec.frames)
         per_frame, replies = [], []
         for t in frames:
             try:
