@@ -108,3 +108,34 @@ def test_editverse_json_of_the_wrong_shape_is_one_line(tmp_path, content):
     (tmp_path / "EditVerseBench.json").write_bytes(content.encode("latin-1"))
     with pytest.raises(FreePropInputError, match="EditVerseBench.json"):
         load_bench(f"editverse:{tmp_path}")
+
+
+def _unic_case(folder, clip, first_frame=True):
+    folder.mkdir(parents=True)
+    write_video(folder / "origin.mp4", clip)
+    (folder / "caption.txt").write_text(f"caption {folder.name}")
+    if first_frame:
+        write_image(folder / "propagation.png", clip[0])
+
+
+def test_unicbench_tasks_and_case_lists_naming_them(tmp_path):
+    clip = moving_pattern(5, 32, 32)
+    _unic_case(tmp_path / "Propagation" / "001", clip)
+    _unic_case(tmp_path / "ID_Insert" / "008", clip, first_frame=False)
+    _unic_case(tmp_path / "Stylization" / "002", clip, first_frame=False)
+    (tmp_path / "first_frames").mkdir()
+    write_image(tmp_path / "first_frames" / "ID_Insert-008.png", clip[0])
+
+    assert [c.case_id for c in load_bench(f"unic:{tmp_path}").cases] == ["001"]  # default: Propagation only
+    everything = load_bench(f"unic:{tmp_path}", unic_tasks=None)
+    assert [(c.case_id, c.task) for c in everything.cases] == [
+        ("ID_Insert-008", "id_insert"), ("001", "propagation"), ("Stylization-002", "stylization")]
+    insert = everything.cases[0]
+    assert insert.first_frame == tmp_path / "first_frames" / "ID_Insert-008.png"  # the first_frames convention
+    assert insert.meta["folder"] == tmp_path / "ID_Insert" / "008" and everything.cases[2].first_frame is None
+    listed = load_bench(f"unic:{tmp_path}", ["Stylization-002", "001"])  # a list names its tasks itself
+    assert [c.case_id for c in listed.cases] == ["Stylization-002", "001"]
+    with pytest.raises(FreePropInputError, match="no task folder Re-Camera"):
+        load_bench(f"unic:{tmp_path}", unic_tasks=("Re-Camera",))
+    with pytest.raises(FreePropInputError, match="case ids not in"):
+        load_bench(f"unic:{tmp_path}", ["ID_Insert-999"])

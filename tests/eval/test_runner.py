@@ -106,6 +106,11 @@ def test_runs_freeprop_when_no_predictions_are_given(bench_and_preds, tmp_path):
     assert len(videos) == 2 and read_video(videos[0]).frames.shape == (5, 32, 32, 3)
     summary = json.loads((out / "summary.json").read_text())["methods"]
     assert summary["freeprop"]["cases"] == 2 and np.isfinite(summary["freeprop"]["mean"]["motion"])
+    # --model beside another method's outputs: both are scored in one report (FreeProp's videos are reused)
+    assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--metrics", "motion,gt", "--model", "tiny", "--random-weights",
+                 "--steps", "1", "-o", str(out), "--device", "cpu", "--pred", f"copy={root / 'copy'}"]) == 0  # fmt: skip
+    both = json.loads((out / "summary.json").read_text())["methods"]
+    assert set(both) == {"copy", "freeprop"} and both["freeprop"]["mean"] == summary["freeprop"]["mean"]
     # --size: FreeProp's own outputs at another size, scored resampled (and the rows say so)
     small = tmp_path / "small"
     assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--metrics", "motion,gt", "--model", "tiny", "--random-weights",
@@ -296,3 +301,25 @@ def test_vlm_failures_are_shown_in_the_report(bench_and_preds, tmp_path):
     summary = json.loads((out / "summary.json").read_text())["methods"]["copy"]["mean"]
     assert summary["vlm_failures"] == 5  # every sampled frame of each 5-frame case failed
     assert "VLM failed frames/case" in (out / "table.md").read_text()
+
+
+def test_unicbench_shipped_baselines_are_scored_by_name(tmp_path):
+    """UNICBench ships VACE.mp4 / anyv2v.mp4 beside each case's origin.mp4: `--shipped NAME` scores that
+    file under that name; pointing `--pred` at the benchmark itself is an error per case, not a silent pick."""
+    from tests.conftest import translating_clip
+
+    source = translating_clip(5, 32, 32, dx=2, dy=0)
+    case = tmp_path / "unic" / "Propagation" / "001"
+    case.mkdir(parents=True)
+    write_video(case / "origin.mp4", source)
+    write_video(case / "VACE.mp4", source)  # follows the source's motion exactly
+    write_video(case / "anyv2v.mp4", source[::-1])  # moves the other way
+    (case / "caption.txt").write_text("a caption")
+    out = tmp_path / "report"
+    base = ["eval", "--bench", f"unic:{tmp_path / 'unic'}", "--metrics", "motion", "-o", str(out), "--device", "cpu"]
+    assert main([*base, "--shipped", "VACE", "--shipped", "anyv2v", "--pred", f"wrong={case.parent}"]) == 0
+    methods = json.loads((out / "summary.json").read_text())["methods"]
+    assert methods["VACE"]["mean"]["motion"] < 0.05 < 0.3 < methods["anyv2v"]["mean"]["motion"]
+    wrong = json.loads((out / "cases" / "wrong" / "001.json").read_text())
+    assert "is a benchmark case folder" in wrong["error"] and "--shipped" in wrong["error"]
+    assert main(["eval", "--bench", f"pairs:{tmp_path}", "--shipped", "VACE", "-o", str(out)]) == 2

@@ -8,6 +8,7 @@
     freeprop train CONFIG.yaml [key=value]    fine-tune (LoRA + AST-RoPE + self-distillation), resumable
     freeprop data synth|build|review|…        datasets in the pair format
     freeprop eval --bench … -o REPORT         the paper's metrics
+    freeprop eval select|first-frames         the paper's case subset; edited first frames (Qwen-Image-Edit)
     freeprop presets | heads classify|show    model sizes; the spatial/temporal head map (§8.1)
 
 Nothing heavy is imported until a command runs, so `--help` and typos answer at once. User errors

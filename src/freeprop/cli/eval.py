@@ -27,9 +27,10 @@ def add_parser(sub) -> None:
         "metrics. Writes per_case.csv, summary.json, table.md (paper Table 1 layout) and report.html. "
         "Resumable: scored cases are kept in OUTPUT/cases/. Shard across GPUs with `accelerate launch -m "
         "freeprop.cli eval ...`. Learned metrics load their models from local folders or the Hugging Face "
-        "cache; run `--metrics classic` without any weights.",
+        "cache; run `--metrics classic` without any weights. Steps before scoring: `eval select` writes the "
+        "paper-style case subset, `eval first-frames` makes missing edited first frames with Qwen-Image-Edit.",
     )
-    p.add_argument("--bench", required=True, help="editverse:PATH, unic:PATH or pairs:PATH[#SPLIT]")
+    p.add_argument("--bench", help="editverse:PATH, unic:PATH or pairs:PATH[#SPLIT] (required)")
     p.add_argument(
         "--cases", help="file of case ids to keep, one per line (e.g. the paper's 125-case subset)"
     )
@@ -40,6 +41,9 @@ def add_parser(sub) -> None:
         metavar="NAME=DIR",
         help="a method's outputs: DIR/<id>/generate.mp4 or DIR/<id>.mp4 (repeatable; none = run FreeProp)",
     )
+    p.add_argument("--shipped", action="append", default=[], metavar="NAME",
+                   help="score a method's video the benchmark ships in each case folder, by name: UNICBench's "
+                   "VACE, anyv2v, ours (repeatable)")
     p.add_argument("--baseline", action="append", default=[], choices=BASELINES,
                    help="also run a weight-free baseline on every case, into OUTPUT/predictions/NAME (repeatable)")
     p.add_argument(
@@ -48,7 +52,7 @@ def add_parser(sub) -> None:
         help="all (default: every metric that can run), paper, classic, or a list of "
         "clip,dino,frame,video,pick,vlm,motion,warp,gt",
     )
-    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.add_argument("-o", "--output", help="report folder (required)")
     p.add_argument("--clip", help="CLIP ViT-L/14 folder or id (default openai/clip-vit-large-patch14)")
     p.add_argument("--dino", help="DINOv2 folder or id (default facebook/dinov2-base)")
     p.add_argument("--pickscore", help="PickScore folder or id (default yuvalkirstain/PickScore_v1)")
@@ -80,7 +84,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--cache-dir", help="embedding cache (default OUTPUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
-    p.add_argument("--model", help=f"FreeProp model when no --pred is given (default: {BUNDLED_MODEL})")
+    p.add_argument("--model", help="run this FreeProp model on every case beside the methods given (without --pred/--baseline/--shipped "
+                   f"FreeProp runs anyway, default {BUNDLED_MODEL})")
     p.add_argument("--random-weights", action="store_true", help="allow a preset with random weights")
     p.add_argument("--steps", type=positive_int, help="denoising steps for FreeProp (default: the model's own)")
     p.add_argument("--size", type=parse_size,
@@ -90,8 +95,67 @@ def add_parser(sub) -> None:
     p.add_argument("--resample", action="store_true",
                    help="score predictions of another length or size after resampling them (reported per case); "
                    "default: such a prediction is an error for its case")
+    _add_unic_tasks(p, "Propagation")
     add_device_options(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, eval_parser=p)
+    steps = p.add_subparsers(dest="eval_command", metavar="[STEP]",
+                             title="steps before scoring (freeprop eval STEP --help)")
+    _add_select(steps)
+    _add_first_frames(steps)
+
+
+def _add_unic_tasks(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--unic-tasks", default=default,
+                   help=f"UNICBench task folders to read, comma-separated, or all (default {default}; "
+                   "a --cases list names its own tasks: Propagation ids are plain, others <Task>-<id>)")
+
+
+def _unic_tasks(text: str) -> tuple[str, ...] | None:
+    return None if text == "all" else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _add_select(sub) -> None:
+    p = sub.add_parser(
+        "select",
+        help="choose the first-frame propagation subset (the paper's 125 EditVerseBench / 128 UNICBench cases)",
+        description="Writes a case list for `freeprop eval --cases`, chosen by a written rule (the paper's lists "
+        "are not published): drop the task types a first-frame edit cannot express, measure each source "
+        "video's stability (hard cuts; the share of frame-0 points still tracked at the end), keep the most "
+        "stable. The rule goes in the list's header and every case's measures in a CSV beside it. "
+        "See docs/evaluation.md.",
+    )
+    p.add_argument("--bench", required=True, help="editverse:PATH or unic:PATH")
+    p.add_argument("-o", "--output", required=True, help="case list to write, e.g. ffp125.txt (+ ffp125.csv)")
+    p.add_argument("--count", type=positive_int, help="cases to keep (default 125 on EditVerseBench, 128 on UNICBench)")
+    p.add_argument("--exclude-types", help="comma-separated types / task folders to drop (default: camera "
+                   "changes, pose/depth/sketch-to-video, detection, inpainting, edit with mask, Re-Camera)")
+    p.add_argument("--max-cut", type=float, default=0.5,
+                   help="histogram jump between consecutive frames that counts as a hard cut (default 0.5)")
+    _add_unic_tasks(p, "all")
+    p.set_defaults(func=cmd_eval_select)
+
+
+def _add_first_frames(sub) -> None:
+    p = sub.add_parser(
+        "first-frames",
+        help="edit the first frame of every case that ships none, with Qwen-Image-Edit (paper §5.1)",
+        description="For each case without an edited first frame, edits frame 0 of its source with diffusers' "
+        "QwenImageEditPipeline and the case's instruction, and writes ROOT/first_frames/<id>.png at the "
+        "source's size (with <id>.json: model, prompt, settings). Existing files are kept, so a rerun "
+        "finishes the rest. Shard across GPUs with `accelerate launch -m freeprop.cli eval first-frames ...`.",
+    )
+    p.add_argument("--bench", required=True, help="editverse:PATH or unic:PATH")
+    p.add_argument("--model", required=True, help="local Qwen-Image-Edit folder (huggingface-cli download Qwen/Qwen-Image-Edit)")
+    p.add_argument("--cases", help="file of case ids (e.g. from `freeprop eval select`)")
+    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps (default 50)")
+    p.add_argument("--cfg", type=float, default=4.0, help="true CFG scale (default 4.0)")
+    p.add_argument("--negative-prompt", default=" ", help='default " " (the model card\'s)')
+    p.add_argument("--prompt", default="{instruction}",
+                   help="prompt template; fields {instruction}, {target_prompt} (default {instruction})")
+    p.add_argument("--seed", type=int, default=0)
+    _add_unic_tasks(p, "all")
+    add_device_options(p)
+    p.set_defaults(func=cmd_eval_first_frames)
 
 
 
@@ -101,6 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         EmbeddingCache,
         MetricModels,
         Scorer,
+        ShippedPredictions,
         available_metrics,
         baseline_edit,
         parse_metrics,
@@ -110,10 +175,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
 
     # 1. Everything the user named, checked before any model loads.
+    if not args.bench or not args.output:
+        args.eval_parser.error("the following arguments are required: --bench, -o/--output")
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = read_case_list(args.cases) if args.cases else None
-    bench = load_bench(args.bench, cases, args.unic_instruction)
+    bench = load_bench(args.bench, cases, args.unic_instruction, _unic_tasks(args.unic_tasks))
+    if args.shipped and bench.kind != "unic":
+        raise FreePropInputError("--shipped scores the videos UNICBench ships in its case folders; use --bench unic:PATH")
     predictions = {}
     for spec in args.pred:
         name, sep, folder = spec.partition("=")
@@ -122,6 +191,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                 f"--pred {spec!r}: use NAME=FOLDER with an existing folder of predictions"
             )
         predictions[name] = Path(folder)
+    for name in args.shipped:
+        predictions[name] = ShippedPredictions(name)
     has_targets = any(c.target is not None for c in bench.cases)
     metrics = parse_metrics(args.metrics, has_targets, args.judge is not None)
     paths = {
@@ -145,7 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         folder = out_dir / "predictions" / name
         write_predictions(bench, folder, baseline_edit(name), args.frames, desc=name)
         predictions[name] = folder
-    if not predictions:
+    if not predictions or args.model:  # FreeProp runs unless only other methods' outputs are given
         folder = out_dir / "predictions" / "freeprop"
         model = resolve_model(args.model, random_weights=args.random_weights)
         skipped = predict_with_freeprop(
@@ -174,3 +245,48 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {out_dir}/report.html, table.md, summary.json, per_case.csv")
 
 
+
+
+def _bench_for_step(args: argparse.Namespace):
+    from freeprop.eval.benchmarks import load_bench, read_case_list
+
+    if not args.bench.startswith(("editverse:", "unic:")):
+        raise FreePropInputError(f"--bench {args.bench!r}: this step is for editverse:PATH or unic:PATH")
+    cases = read_case_list(args.cases) if getattr(args, "cases", None) else None
+    return load_bench(args.bench, cases, unic_tasks=_unic_tasks(args.unic_tasks))
+
+
+def cmd_eval_select(args: argparse.Namespace) -> None:
+    from freeprop.eval.selection import COUNTS, EXCLUDED_TYPES, SelectionRule, select_cases, write_selection
+
+    bench = _bench_for_step(args)
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise FreePropInputError(f"{output.parent}: folder not found")
+    excluded = tuple(t.strip().lower() for t in args.exclude_types.split(",")) if args.exclude_types else EXCLUDED_TYPES
+    rule = SelectionRule(count=args.count or COUNTS[bench.kind], exclude_types=excluded, max_cut=args.max_cut)
+    rows = select_cases(bench, rule)
+    command = f"freeprop eval select --bench {args.bench} --count {rule.count} --max-cut {rule.max_cut:g}"
+    command += f" --exclude-types '{args.exclude_types}'" if args.exclude_types else ""
+    command += f" --unic-tasks {args.unic_tasks}" if bench.kind == "unic" else ""
+    write_selection(rows, bench, rule, output, command)
+    decisions = [r["decision"] for r in rows]
+    print(f"wrote {output}: {decisions.count('selected')} of {len(rows)} cases ({decisions.count('excluded type')} "
+          f"excluded by type, {decisions.count('ranked out')} ranked out, {decisions.count('no source')} without a "
+          f"source video); measures in {output.with_suffix('.csv')}")
+    if decisions.count("selected") < rule.count:
+        print(f"note: fewer than {rule.count} cases could be kept", file=sys.stderr)
+
+
+def cmd_eval_first_frames(args: argparse.Namespace) -> None:
+    from freeprop.eval.first_frames import FirstFrameSettings, edit_first_frames, load_qwen_image_edit
+
+    bench = _bench_for_step(args)
+    settings = FirstFrameSettings(steps=args.steps, true_cfg_scale=args.cfg, negative_prompt=args.negative_prompt,
+                                  seed=args.seed, prompt=args.prompt)
+    device, dtype = device_and_dtype(args.device, args.dtype)
+    pipe = load_qwen_image_edit(args.model, device, dtype)
+    written, no_source = edit_first_frames(bench, pipe, settings, model=str(args.model))
+    for case_id in no_source[:10]:
+        print(f"missing: {case_id}: source video (no first frame made)", file=sys.stderr)
+    print(f"wrote {len(written)} first frame(s) to {bench.root / 'first_frames'}")

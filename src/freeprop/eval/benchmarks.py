@@ -9,11 +9,16 @@ ground-truth target and edit mask. Source videos of the public benchmarks are us
   `<text>` (instruction, `<video1>`-style tags stripped), `<video1>` (source path relative to ROOT),
   `target_prompt`, `type`, `direction` and, for propagation cases, `<image1>` (the edited first
   frame). Other cases take their edited first frame from `ROOT/first_frames/<id>.png|jpg` when
-  present (the FFP paper edits them with Qwen-Image-Edit). The paper's 125-case subset is not
-  published: pass it as a case-id list (`cases=`), one id per line.
-- `unic:ROOT` — `ROOT/Propagation/<id>/` with `origin.mp4` or `reference.mp4`, `propagation.png|jpg`
-  and `caption.txt` (the target prompt); the VLM instruction is `unic_instruction` formatted with
-  the caption (UNICBench has no instruction text; the FFP paper's choice is unknown).
+  present (`freeprop eval first-frames` makes them with Qwen-Image-Edit, as the paper did). The
+  paper's 125-case subset is not published: `freeprop eval select` writes one by a stated rule
+  (`eval/selection.py`); pass any case-id list as `cases=`, one id per line.
+- `unic:ROOT` — `ROOT/<Task>/<id>/` with `origin.mp4` or `reference.mp4`, `caption.txt` (the target
+  prompt) and, in `Propagation/`, `propagation.png|jpg` (the edited first frame); other tasks take it
+  from `ROOT/first_frames/<Task>-<id>.png`. `unic_tasks` picks the task folders (default Propagation,
+  whose cases keep their folder name as id; None = all). The baseline videos UNICBench ships in each
+  case folder (`VACE.mp4`, `anyv2v.mp4`, `ours.mp4`) are scored by name (`ShippedPredictions`). The VLM
+  instruction is `unic_instruction` formatted with the caption (UNICBench has no instruction text;
+  the FFP paper's choice is unknown).
 - `pairs:ROOT[#SPLIT]` — the pair format of DESIGN.md (default split "test"); sources, targets and
   masks are decoded into memory, edited first frame = target frame 0.
 """
@@ -31,6 +36,8 @@ from freeprop.errors import FreePropInputError
 from freeprop.paths import inside, safe_name
 
 UNIC_INSTRUCTION = "Edit the video so that it shows: {caption}"
+FIRST_FRAMES = "first_frames"  # ROOT/first_frames/<id>.png: edited first frames the benchmark does not ship
+UNIC_FFP_TASK = "Propagation"  # UNICBench's first-frame propagation task folder
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -104,7 +111,7 @@ def load_editverse(root: Path, cases: list[str] | None = None) -> Bench:
         first = (
             first
             if first is not None and first.is_file()
-            else _first_existing(root / "first_frames", case_id)
+            else _first_existing(root / FIRST_FRAMES, case_id)
         )
         if not source.is_file():
             missing.append(f"{case_id}: source video {source}")
@@ -122,14 +129,43 @@ def load_editverse(root: Path, cases: list[str] | None = None) -> Bench:
     return Bench("editverse", root, out, missing)
 
 
-def load_unic(root: Path, cases: list[str] | None = None, instruction: str = UNIC_INSTRUCTION) -> Bench:
-    folder = root / "Propagation" if (root / "Propagation").is_dir() else root
-    ids = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    if not ids:
+def _unic_task_folders(root: Path, tasks: tuple[str, ...] | None) -> list[tuple[str, Path]]:
+    """(task, folder) pairs: `tasks` names folders under ROOT (None = every one); a ROOT that is itself
+    a Propagation folder (no task folders, case folders directly inside) is read as Propagation."""
+    if tasks is None:
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != FIRST_FRAMES)
+        return [(name, root / name) for name in names]
+    if tasks == (UNIC_FFP_TASK,) and not (root / UNIC_FFP_TASK).is_dir():
+        return [(UNIC_FFP_TASK, root)]
+    missing = [task for task in tasks if not (root / safe_name(task, "UNICBench task")).is_dir()]
+    if missing:
+        raise FreePropInputError(f"{root}: no task folder {', '.join(missing)} (UNICBench layout: ROOT/<Task>/<id>/)")
+    return [(task, root / task) for task in tasks]
+
+
+def load_unic(
+    root: Path,
+    cases: list[str] | None = None,
+    instruction: str = UNIC_INSTRUCTION,
+    tasks: tuple[str, ...] | None = (UNIC_FFP_TASK,),
+) -> Bench:
+    # Propagation cases keep their folder name as id ("008"); other tasks' are "<Task>-<id>", so a case
+    # list names its tasks itself: with one, every task folder is read.
+    if cases is not None and (root / UNIC_FFP_TASK).is_dir():
+        tasks = None
+    found = []
+    for task, folder in _unic_task_folders(root, tasks):
+        for case in sorted(p for p in folder.iterdir() if p.is_dir()):
+            found.append((case.name if task == UNIC_FFP_TASK else f"{task}-{case.name}", task, case))
+    if not found:
         raise FreePropInputError(f"{root}: no Propagation/<id>/ case folders (UNICBench layout)")
+    by_id = {case_id: (task, case) for case_id, task, case in found}
+    unknown = [c for c in cases or [] if c not in by_id]
+    if unknown:
+        raise FreePropInputError(f"case ids not in {root}: {', '.join(unknown[:5])}")
     out, missing = [], []
-    for case_id in cases if cases is not None else ids:
-        case = folder / safe_name(case_id, "UNICBench case id")
+    for case_id in cases if cases is not None else list(by_id):
+        task, case = by_id[case_id]
         source = next((case / n for n in ("origin.mp4", "reference.mp4") if (case / n).is_file()), None)
         caption = (case / "caption.txt").read_text().strip() if (case / "caption.txt").is_file() else ""
         if source is None:
@@ -140,10 +176,11 @@ def load_unic(root: Path, cases: list[str] | None = None, instruction: str = UNI
             Case(
                 case_id=case_id,
                 source=source or case / "origin.mp4",
-                first_frame=_first_existing(case, "propagation"),
+                first_frame=_first_existing(case, "propagation") or _first_existing(root / FIRST_FRAMES, case_id),
                 target_prompt=caption,
                 instruction=instruction.format(caption=caption),
-                task="propagation",
+                task=task.lower(),
+                meta={"folder": case},
             )
         )
     return Bench("unic", root, out, missing)
@@ -178,7 +215,12 @@ def load_pairs(root: Path, split: str = "test", cases: list[str] | None = None) 
     return Bench("pairs", root, out, [])
 
 
-def load_bench(spec: str, cases: list[str] | None = None, unic_instruction: str = UNIC_INSTRUCTION) -> Bench:
+def load_bench(
+    spec: str,
+    cases: list[str] | None = None,
+    unic_instruction: str = UNIC_INSTRUCTION,
+    unic_tasks: tuple[str, ...] | None = (UNIC_FFP_TASK,),
+) -> Bench:
     """`editverse:ROOT`, `unic:ROOT` or `pairs:ROOT[#SPLIT]` → the benchmark's cases."""
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in ("editverse", "unic", "pairs"):
@@ -190,5 +232,5 @@ def load_bench(spec: str, cases: list[str] | None = None, unic_instruction: str 
     if kind == "editverse":
         return load_editverse(root, cases)
     if kind == "unic":
-        return load_unic(root, cases, unic_instruction)
+        return load_unic(root, cases, unic_instruction, unic_tasks)
     return load_pairs(root, split or "test", cases)

@@ -314,27 +314,51 @@ class Scorer:
 # --- running a benchmark -----------------------------------------------------------------------------
 
 
-def find_prediction(folder: Path, case_id: str) -> Path | None:
-    """`<folder>/<id>/generate.mp4` (EditVerse layout), `<folder>/<id>.mp4`, or the one video in `<folder>/<id>/`."""
-    for candidate in (
-        folder / case_id / "generate.mp4",
-        folder / f"{case_id}.mp4",
-        folder / f"{case_id}.gif",
-    ):
+@dataclass(frozen=True)
+class ShippedPredictions:
+    """A method whose video the benchmark ships inside each case folder, scored by its file name
+    (UNICBench: `VACE.mp4`, `anyv2v.mp4`, `ours.mp4` beside `origin.mp4`)."""
+
+    name: str  # the file's stem, matched case-insensitively
+
+    def __str__(self) -> str:
+        return f"the benchmark's {self.name}.mp4 files"
+
+
+_BENCH_INPUTS = ("video1.mp4", "origin.mp4", "reference.mp4")
+
+
+def find_prediction(where: Path | ShippedPredictions, case: Case) -> Path | None:
+    """`<folder>/<id>/generate.mp4` (EditVerse layout), `<folder>/<id>.mp4`, the one video in `<folder>/<id>/`,
+    or, for a shipped method, `<case folder>/<name>.mp4`. A folder holding a benchmark case (its source
+    video) is not a method's output folder: picking "its one video" there would score another method's
+    video under this name, so it is refused (use `--shipped NAME`)."""
+    if isinstance(where, ShippedPredictions):
+        folder = case.meta.get("folder")
+        videos = sorted(folder.glob("*.mp4")) if folder is not None else []
+        return next((v for v in videos if v.stem.lower() == where.name.lower()), None)
+    for candidate in (where / case.case_id / "generate.mp4", where / f"{case.case_id}.mp4", where / f"{case.case_id}.gif"):
         if candidate.is_file():
             return candidate
-    if (folder / case_id).is_dir():
-        videos = sorted((folder / case_id).glob("*.mp4"))
-        videos = [v for v in videos if v.name not in ("video1.mp4", "origin.mp4", "reference.mp4")]
+    if (where / case.case_id).is_dir():
+        videos = sorted((where / case.case_id).glob("*.mp4"))
+        if any(v.name in _BENCH_INPUTS[1:] for v in videos):
+            raise FreePropInputError(
+                f"{where / case.case_id} is a benchmark case folder, not a method's outputs: score the videos "
+                "it ships by name (--shipped VACE, --shipped anyv2v, ...)"
+            )
+        videos = [v for v in videos if v.name not in _BENCH_INPUTS]
         if len(videos) == 1:
             return videos[0]
     return None
 
 
-def method_source(folder: Path, case_id: str) -> Path | None:
+def method_source(where: Path | ShippedPredictions, case_id: str) -> Path | None:
     """The source a method edited, when it ships one beside its output (EditVerse's results layout:
     `<pred>/<id>/video1.mp4`); metrics against the source then see the frames the method saw."""
-    own = folder / case_id / "video1.mp4"
+    if isinstance(where, ShippedPredictions):
+        return None  # shipped beside the benchmark's own source
+    own = where / case_id / "video1.mp4"
     return own if own.is_file() else None
 
 
@@ -367,7 +391,7 @@ def _result_path(out_dir: Path, method: str, case_id: str) -> Path:
 
 def evaluate(
     bench: Bench,
-    predictions: dict[str, Path],
+    predictions: dict[str, Path | ShippedPredictions],
     scorer: Scorer,
     out_dir: Path,
     progress: bool = True,
@@ -387,7 +411,12 @@ def evaluate(
         decoded: tuple[str | None, np.ndarray | None] = (None, None)
         for method, case in tqdm(jobs, desc="eval", disable=not progress or not state.is_local_main_process):
             path = _result_path(out_dir, method, case.case_id)
-            prediction = find_prediction(predictions[method], case.case_id)
+            try:
+                prediction = find_prediction(predictions[method], case)
+            except FreePropInputError as err:
+                prediction, refused = None, str(err)
+            else:
+                refused = None
             own = method_source(predictions[method], case.case_id)
             key = scorer.key(case, prediction, resample, own) if prediction is not None else None
             if key is not None and path.is_file():
@@ -398,9 +427,7 @@ def evaluate(
             row = {"method": method, "case_id": case.case_id, "task": case.task, "key": key}
             try:
                 if prediction is None:
-                    raise FreePropInputError(
-                        f"no prediction in {predictions[method]} for case {case.case_id}"
-                    )
+                    raise FreePropInputError(refused or f"no prediction in {predictions[method]} for case {case.case_id}")
                 if decoded[0] != case.case_id:  # jobs are case-major: decode each source once
                     readable = not isinstance(case.source, Path) or case.source.is_file()
                     decoded = (case.case_id, load_frames(case.source) if readable else None)
@@ -585,7 +612,7 @@ def predict_with_freeprop(
 
 def run(
     bench: Bench,
-    predictions: dict[str, Path],
+    predictions: dict[str, Path | ShippedPredictions],
     scorer: Scorer,
     out_dir: Path,
     thumbnails: int = 24,
@@ -609,8 +636,8 @@ def run(
         if not isinstance(case.source, Path) or case.source.is_file():
             row["source"] = thumbnail_strip(load_frames(case.source))
         for method, folder in predictions.items():
-            prediction = find_prediction(folder, case.case_id)
             try:
+                prediction = find_prediction(folder, case)
                 if prediction is not None:
                     row[method] = thumbnail_strip(load_frames(prediction))
             except FreePropInputError:  # its row already records the error; the report goes on
