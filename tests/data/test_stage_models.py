@@ -9,37 +9,13 @@ from freeprop.data.stages.global_track import Depth, DepthAnythingV2, i2v_size, 
 from freeprop.data.stages.grounding import GroundAndTrack, GroundingDinoDetector
 from freeprop.data.stages.media import load_masks, load_video, save_video
 from tests.conftest import moving_pattern
+from tests.data import tiny_models
 from tests.data.conftest import DiscTracker
 
 
 @pytest.fixture(scope="module")
 def tiny_grounding_dino(tmp_path_factory):
-    from transformers import (
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,  # fmt: skip
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    folder = tmp_path_factory.mktemp("gdino")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "ball", "cup", "dog", "red"]
-    (folder / "vocab.txt").write_text("\n".join(words))
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 192, "longest_edge": 256}),
-        tokenizer=BertTokenizer(str(folder / "vocab.txt")),
-    )
-    swin = SwinConfig(window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=192,
-                      out_features=["stage2", "stage3", "stage4"], out_indices=[2, 3, 4])  # fmt: skip
-    text = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
-            "max_position_embeddings": 16, "model_type": "bert", "vocab_size": len(words)}  # fmt: skip
-    torch.manual_seed(0)
-    config = GroundingDinoConfig(d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
-                                 decoder_attention_heads=4, encoder_ffn_dim=8, decoder_ffn_dim=8, num_queries=5,
-                                 num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, use_timm_backbone=False,
-                                 backbone_config=swin, max_text_len=8, text_config=text)  # fmt: skip
-    return GroundingDinoForObjectDetection(config).eval(), processor
+    return tiny_models.grounding_dino(tmp_path_factory.mktemp("gdino"))
 
 
 def test_grounding_dino_detector_on_the_real_classes(tiny_grounding_dino):
@@ -95,6 +71,8 @@ def test_depth_anything_v2_stage_with_one_range_per_video(tmp_path):
     frames = moving_pattern(4, 32, 40)
     depth = estimator(frames)
     assert depth.shape == (4, 32, 40) and np.isfinite(depth).all()
+    half = DepthAnythingV2(model.to(torch.bfloat16), processor)(frames)  # the shipped dtype: same depth map
+    assert np.abs(half - depth).max() < 0.05 * (np.abs(depth).max() + 1e-6)
     source = tmp_path / "s.mp4"
     save_video(source, frames, 16)
     out = run_stage(Depth(estimator), new_sample(sample_id="g", track="global", task="stylization",
@@ -129,3 +107,28 @@ def test_vlm_stage_on_the_real_qwen_class_records_unusable_replies(tiny_qwen_vl,
                                       work=str(tmp_path / "w")))  # fmt: skip
     assert out["status"] == "failed" and out["stage"] == "identify_object"
     assert "no valid JSON with ['Object'] after 2 tries" in out["error"]  # random weights never answer JSON
+
+
+def test_grounding_dino_detects_in_bfloat16_as_in_float32(tiny_grounding_dino):
+    """The shipped config loads Grounding DINO in bf16; its float inputs must follow (they stayed fp32,
+    and every local sample failed with "Input type (float) and bias type (BFloat16)")."""
+    import copy
+
+    model, processor = tiny_grounding_dino
+    image = moving_pattern(1, 48, 64)[0]
+    (box32, score32) = GroundingDinoDetector(model, processor, 0.0, 0.0).detect(image, "ball")
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    (box16, score16) = GroundingDinoDetector(half, processor, 0.0, 0.0).detect(image, "ball")
+    assert np.abs(np.subtract(box16, box32)).max() < 2.0 and abs(score16 - score32) < 0.02
+
+
+def test_qwen_vl_answers_in_bfloat16(tiny_qwen_vl):
+    """The shipped config runs every model in bf16: the VLM stages' Qwen2.5-VL included."""
+    import copy
+
+    from freeprop.vlm import QwenVL
+
+    model, processor = tiny_qwen_vl
+    half = QwenVL(copy.deepcopy(model).to(torch.bfloat16), processor, max_new_tokens=3)
+    reply = half.chat([np.kron(moving_pattern(1, 8, 8)[0], np.ones((7, 7, 1), np.uint8))], "What is shown?")
+    assert isinstance(reply, str)  # before: no dtype error on the way (pixels follow the model)

@@ -47,9 +47,12 @@ class GroundingDinoDetector:
         import torch
 
         query = phrase.strip().lower().rstrip(".") + "."
-        inputs = self.processor(images=image, text=query, return_tensors="pt").to(self.model.device)
-        with torch.no_grad():
+        inputs = self.processor(images=image, text=query, return_tensors="pt")
+        dtype, device = self.model.dtype, self.model.device
+        inputs = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()}
+        with torch.no_grad():  # pixels in the model's dtype (bf16 in the shipped config), boxes scored in fp32
             outputs = self.model(**inputs)
+        outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
         result = self.processor.post_process_grounded_object_detection(
             outputs,
             inputs["input_ids"],
@@ -82,16 +85,17 @@ class Sam2VideoTracker:
         import torch
 
         height, width = frames.shape[1:3]
-        session = self.processor.init_video_session(video=list(frames), inference_device=self.model.device)
+        session = self.processor.init_video_session(  # the session's own dtype defaults to fp32
+            video=list(frames), inference_device=self.model.device, dtype=self.model.dtype
+        )
         self.processor.add_inputs_to_inference_session(
             inference_session=session, frame_idx=0, obj_ids=1, input_boxes=[[box]]
         )
         masks = np.zeros((len(frames), height, width), bool)
         with torch.no_grad():
             for out in self.model.propagate_in_video_iterator(inference_session=session, start_frame_idx=0):
-                mask = self.processor.post_process_masks([out.pred_masks], [[height, width]], binarize=True)[
-                    0
-                ]
+                logits = out.pred_masks.float()
+                mask = self.processor.post_process_masks([logits], [[height, width]], binarize=True)[0]
                 masks[out.frame_idx] = mask[0, 0].cpu().numpy().astype(bool)
         return masks
 
