@@ -304,3 +304,38 @@ def test_flow_shift_follows_the_resolution_unless_fixed(clip, monkeypatch):
     euler = pipeline.load_pipeline("tiny", scheduler="euler")
     run(euler, clip, 255 - clip[0], num_inference_steps=1)
     assert euler.scheduler.config.shift == 5.0
+
+
+class CountingFrames:
+    """An iterator over a clip's frames that records how many were read."""
+
+    def __init__(self, frames):
+        self.frames, self.read = frames, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.read == len(self.frames):
+            raise StopIteration
+        self.read += 1
+        return self.frames[self.read - 1]
+
+
+def test_streaming_holds_one_window_and_equals_the_in_memory_call():
+    """`stream` sends each frame as soon as no later window can change it, having read at most one
+    window (plus one frame of look-ahead) past it — memory is bounded by the window, not the video —
+    and its frames are exactly `__call__`'s."""
+    pipe = tiny_pipeline()
+    clip = moving_pattern(frames=41, height=32, width=32, speed=1)
+    edit = clip[0][:, ::-1].copy()
+    whole = run(pipe, clip, edit, window_frames=9, overlap=2, num_inference_steps=2)
+    source, alphas = CountingFrames(clip), []
+    frames = pipe.stream(source, edit, window_frames=9, overlap=2, num_inference_steps=2, alphas=alphas,
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+    streamed = []
+    for frame in frames:
+        assert source.read <= len(streamed) + 9 + 1  # frame i leaves before frame i + window + 1 is read
+        streamed.append(frame)
+    np.testing.assert_array_equal(np.stack(streamed), whole.frames)
+    assert alphas == whole.alphas and len(alphas) == len(window_starts(41, 9, 2))

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +171,50 @@ def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
     while starts[-1] + window < num_frames:
         starts.append(starts[-1] + window - overlap)
     return starts
+
+
+def _open_bar(pipe):
+    """A progress bar of unknown length (diffusers' `progress_bar` needs one), with the pipeline's settings."""
+    from tqdm.auto import tqdm
+
+    return tqdm(**getattr(pipe, "_progress_bar_config", {}))
+
+
+class _Frames:
+    """The source frames a streaming edit still needs: read on demand from an iterator, kept at full
+    and at model size until their output frame is sent; a window past the end repeats the last frame."""
+
+    def __init__(self, frames: Iterable[np.ndarray]):
+        self._it = iter(frames)
+        first = next(self._it, None)
+        if first is None:
+            raise FreePropInputError("the source video has no frames")
+        self._pending = [np.asarray(first)]  # read, not yet resized
+        self.shape = first.shape[:2]
+        self.full: dict[int, np.ndarray] = {}
+        self.small: dict[int, np.ndarray] = {}
+        self.count, self.done, self.resize_to = 0, False, None
+
+    def fill(self, upto: int) -> None:
+        """Read until `upto` frames have been read or the source ends."""
+        while self.count < upto and not self.done:
+            frame = self._pending.pop() if self._pending else next(self._it, None)
+            if frame is None:
+                self.done = True
+                break
+            frame = _as_frames(np.asarray(frame)[None])[0]
+            if frame.shape[:2] != self.shape:
+                raise FreePropInputError(f"frame {self.count} is {frame.shape[0]}x{frame.shape[1]}, frame 0 "
+                                         f"{self.shape[0]}x{self.shape[1]}: every frame must be the same size")
+            self.full[self.count], self.small[self.count] = frame, _resize(frame, *self.resize_to)
+            self.count += 1
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        last = self.count - 1
+        return np.stack([self.small[min(i, last)] for i in range(start, start + length)])
+
+    def pop(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.full.pop(index), self.small.pop(index)
 
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name
@@ -462,7 +506,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         residual_upscale: bool | None = None,
         callback: Callable[[int, int], None] | None = None,
     ) -> FreePropPipelineOutput:
-        """Propagate `first_frame`'s edit through `source_video`.
+        """Propagate `first_frame`'s edit through `source_video` (all in memory; `stream` for long videos).
 
         Args:
             source_video: uint8 `[F, H, W, 3]`, a `Video`, a list of PIL images, or `[F, 3, H, W]` in [0, 1].
@@ -478,11 +522,54 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 source detail; default: on when the output is larger than the model's size.
             callback: called as `callback(step, total_steps)` after each denoising step.
         """
-        # 1. Validate and bring inputs to the model's size and frame count.
-        num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or SAMPLING.steps
         frames = _as_frames(source_video)
+        num_frames = num_frames or len(frames)
+        if num_frames > len(frames):
+            raise FreePropInputError(f"asked for {num_frames} frames but the video has {len(frames)}")
+        alphas, timings = [], {}
+        result = np.stack(list(self.stream(
+            iter(frames[:num_frames]), first_frame, num_frames, prompt, negative_prompt, height, width,
+            num_inference_steps, guidance_scale, generator, window_frames, overlap, replace_first_frame,
+            residual_upscale, callback, alphas, timings,
+        )))  # fmt: skip
+        if output_type == "pt":
+            result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
+        elif output_type == "pil":
+            result = [Image.fromarray(f) for f in result]
+        elif output_type != "np":
+            raise FreePropInputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}")
+        return FreePropPipelineOutput(frames=result, alphas=alphas, timings=timings)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        source_frames: Iterable[np.ndarray],
+        first_frame,
+        num_frames: int | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float = SAMPLING.guidance_scale,
+        generator: torch.Generator | None = None,
+        window_frames: int | None = None,
+        overlap: int = SAMPLING.overlap,
+        replace_first_frame: bool = True,
+        residual_upscale: bool | None = None,
+        callback: Callable[[int, int], None] | None = None,
+        alphas: list | None = None,
+        timings: dict | None = None,
+    ) -> Iterator[np.ndarray]:
+        """`__call__` one frame at a time: uint8 `[H, W, 3]` source frames in, output frames out, in order,
+        as soon as no later window can change them. Memory holds one window of frames, not the video.
+        `num_frames`, when known, sizes the progress bar; `alphas` / `timings` are filled as windows run."""
+        # 1. Frame 0 of the source and the edit fix the sizes; check them.
+        alphas, timings = alphas if alphas is not None else [], timings if timings is not None else {}
+        num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or SAMPLING.steps
+        reader = _Frames(source_frames)
         edit = _as_image(first_frame)
-        src_h, src_w = frames.shape[1:3]
+        src_h, src_w = reader.shape
         ratio_video, ratio_edit = src_w / src_h, edit.shape[1] / edit.shape[0]
         if abs(ratio_edit / ratio_video - 1) > 0.01:
             raise FreePropInputError(
@@ -490,42 +577,75 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 f"video is {src_h}x{src_w} (aspect {ratio_video:.3f}); export the edited frame at the video's size"
             )
         out_h, out_w = height or src_h, width or src_w
-        num_frames = num_frames or len(frames)
-        if num_frames > len(frames):
-            raise FreePropInputError(f"asked for {num_frames} frames but the video has {len(frames)}")
-        frames = frames[:num_frames]
         codec = self.codec
         window = window_frames or self.default_window()
         if (window - 1) % codec.temporal_factor:
-            raise FreePropInputError(
-                f"window of {window} frames: this codec needs k·{codec.temporal_factor}+1"
-            )
+            raise FreePropInputError(f"window of {window} frames: this codec needs k·{codec.temporal_factor}+1")
         model_h, model_w = self.model_size(src_h, src_w)
         if model_h % self.size_multiple or model_w % self.size_multiple:
-            raise FreePropInputError(
-                f"model size {model_h}x{model_w} is not a multiple of {self.size_multiple}"
-            )
+            raise FreePropInputError(f"model size {model_h}x{model_w} is not a multiple of {self.size_multiple}")
         if self.fixed_shift is None:  # Wan2.1: shift 3.0 at 480p, 5.0 at 720p
             self.scheduler = with_shift(self.scheduler, shift_for_size(model_h, model_w))
-
-        device = self._execution_device
-        dtype = self.transformer.dtype
-        timings: dict[str, float] = {}
+        device, dtype = self._execution_device, self.transformer.dtype
         with _timed(timings, "resize", device):
-            source = _resize(frames, model_h, model_w)  # (F, h, w, 3)
             edit_small = _resize(edit, model_h, model_w)
-        if len(source) < window:  # a short clip: one window sized to the clip (k·t + 1 frames)
+        reader.resize_to = (model_h, model_w)
+        reader.fill(window + 1)
+        if reader.done and reader.count < window:  # a short clip: one window sized to the clip (k·t + 1 frames)
             t = codec.temporal_factor
-            window = (len(source) - 1 + t - 1) // t * t + 1
-        starts = window_starts(len(source), window, overlap)
-        padded_len = starts[-1] + window
-        source = np.concatenate([source, np.repeat(source[-1:], padded_len - len(source), axis=0)])
+            window = (reader.count - 1 + t - 1) // t * t + 1
+        window_starts(window + 1, window, overlap)  # checks the overlap
 
         # 2. Conditions shared by all windows: text (with CFG) and CLIP image tokens.
-        do_cfg = prompt is not None and guidance_scale > 1.0
+        text, image = self._conditions(prompt, negative_prompt, guidance_scale, edit_small, device)
+        guidance = guidance_scale if text.shape[0] == 2 else None
+
+        # 3. Windows, each conditioned on the frame its predecessor generated at its start; frames no later
+        #    window touches leave at once, mapped to the output size.
+        upscaling = out_h * out_w > model_h * model_w
+        as_residual = residual_upscale if residual_upscale is not None else upscaling
+        total = len(window_starts(num_frames, window, overlap)) * num_inference_steps if num_frames else None
+        output: dict[int, np.ndarray] = {}  # model-size output frames not yet sent, by index
+        with self.progress_bar(total=total) if total else _open_bar(self) as bar:
+
+            def step_done():
+                bar.update()
+                if callback is not None:
+                    callback(bar.n, total or bar.n)
+
+            start, emitted = 0, 0
+            while True:
+                reader.fill(start + window + 1)  # one frame ahead: is this window the last?
+                last = reader.done and reader.count <= start + window
+                video, alpha = self._denoise_window(
+                    reader.window(start, window), edit_small if start == 0 else output[start], text, image, codec,
+                    num_inference_steps, guidance, generator, step_done, timings,
+                )  # fmt: skip
+                alphas.append(alpha)
+                if start:  # cross-fade the frames both windows produced
+                    blend = np.arange(overlap) / overlap
+                    for j in range(overlap):
+                        old = output[start + j].astype(np.float32)
+                        output[start + j] = np.round(old * (1 - blend[j]) + video[j] * blend[j]).astype(np.uint8)
+                for j in range(overlap if start else 0, window):
+                    output[start + j] = video[j]
+                final = reader.count if last else start + window - overlap
+                for index in range(emitted, final):
+                    with _timed(timings, "resize", device):
+                        frame = self._to_output(output.pop(index), *reader.pop(index), (out_h, out_w), as_residual)
+                    yield _resize(edit, out_h, out_w) if index == 0 and replace_first_frame else frame
+                emitted = final
+                if last:
+                    break
+                start += window - overlap
+        self.maybe_free_model_hooks()
+
+    def _conditions(self, prompt, negative_prompt, guidance_scale, edit_small, device):
+        """Text tokens (negative and positive stacked under classifier-free guidance) and CLIP image tokens."""
+        dtype = self.transformer.dtype
         if prompt is not None:
             text = self.encode_prompt(prompt, device)
-            if do_cfg:
+            if guidance_scale > 1.0:
                 text = torch.cat([self.encode_prompt(negative_prompt or "", device), text])
         elif negative_prompt is not None:
             raise FreePropInputError("negative_prompt needs a prompt")
@@ -537,70 +657,21 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 image = self.encode_image(edit_small, device)
             else:  # no CLIP: zeros, as VideoX-Fun does when no clip image is given
                 image = torch.zeros(1, IMAGE_TOKENS, self.transformer.config.image_dim, device=device)
-            image = image.repeat(text.shape[0], 1, 1)
+            image = image.repeat(text.shape[0], 1, 1).to(dtype)
+        return text.to(dtype), image
 
-        # 3. Windows: each conditioned on the frame its predecessor generated at its start.
-        output = np.zeros_like(source)
-        alphas = []
-        total = len(starts) * num_inference_steps
-        guidance = guidance_scale if do_cfg else None
-        text, image = text.to(dtype), None if image is None else image.to(dtype)
-        with self.progress_bar(total=total) as bar:
-
-            def step_done():
-                bar.update()
-                if callback is not None:
-                    callback(bar.n, total)
-
-            for k, start in enumerate(starts):
-                first = edit_small if k == 0 else output[start]
-                video, alpha = self._denoise_window(
-                    source[start : start + window],
-                    first,
-                    text,
-                    image,
-                    codec,
-                    num_inference_steps,
-                    guidance,
-                    generator,
-                    step_done,
-                    timings,
-                )
-                alphas.append(alpha)
-                if k == 0:
-                    output[:window] = video
-                else:  # cross-fade the frames both windows produced
-                    blend = (np.arange(overlap) / overlap)[:, None, None, None]
-                    old = output[start : start + overlap].astype(np.float32)
-                    output[start : start + overlap] = np.round(
-                        old * (1 - blend) + video[:overlap] * blend
-                    ).astype(np.uint8)
-                    output[start + overlap : start + window] = video[overlap:]
-
-        # 4. Back to the user's frame count and size; the edit itself at frame 0.
-        with _timed(timings, "resize", device):
-            upscaling = out_h * out_w > model_h * model_w
-            if residual_upscale if residual_upscale is not None else upscaling:
-                # Carry the edit as a residual over the full-resolution source: where the edit changes
-                # nothing, output ≈ source at model size, so the result keeps the source's own detail.
-                full = _resize(frames, out_h, out_w).astype(np.float32)
-                residual = output[:num_frames].astype(np.float32) - source[:num_frames]
-                up = np.stack(
-                    [cv2.resize(r, (out_w, out_h), interpolation=cv2.INTER_CUBIC) for r in residual]
-                )
-                result = np.clip(np.round(full + up), 0, 255).astype(np.uint8)
-            else:
-                result = _resize(output[:num_frames], out_h, out_w)
-            if replace_first_frame:
-                result[0] = _resize(edit, out_h, out_w)
-        self.maybe_free_model_hooks()
-        if output_type == "pt":
-            result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
-        elif output_type == "pil":
-            result = [Image.fromarray(f) for f in result]
-        elif output_type != "np":
-            raise FreePropInputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}")
-        return FreePropPipelineOutput(frames=result, alphas=alphas, timings=timings)
+    @staticmethod
+    def _to_output(small_out, full_src, small_src, size, as_residual) -> np.ndarray:
+        """One model-size output frame at the output size: resized, or (residual upscale) the
+        full-resolution source plus the upsampled (output − source), so unedited regions keep the
+        source's own detail."""
+        out_h, out_w = size
+        if not as_residual:
+            return _resize(small_out, out_h, out_w)
+        full = _resize(full_src, out_h, out_w).astype(np.float32)
+        residual = small_out.astype(np.float32) - small_src
+        up = cv2.resize(residual, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
+        return np.clip(np.round(full + up), 0, 255).astype(np.uint8)
 
     def _denoise_window(
         self, source, first, text, image, codec, steps, guidance, generator, step_done, timings

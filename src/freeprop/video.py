@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,69 +113,101 @@ def available_memory() -> int | None:
     return None
 
 
+class VideoStream(NamedTuple):
+    """An opened video: its size and rate, and its frames decoded one at a time as they are iterated."""
+
+    frames: Iterator[np.ndarray]  # uint8 [H, W, 3] RGB each
+    fps: float
+    height: int
+    width: int
+
+
+def open_video(path: str | os.PathLike, max_frames: int | None = None) -> VideoStream:
+    """Open a video file (any container/codec FFmpeg knows) or a folder of image frames for streaming:
+    memory holds one decoded frame at a time. Errors in the header are raised here, errors later in the
+    file while iterating — both as one-line `FreePropInputError`s naming the file."""
+    path = Path(path)
+    _check_exists(path, "video")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max_frames]
+        if not files:
+            raise FreePropInputError(f"{path}: folder holds no image frames (.png/.jpg/...); pass a video")
+        height, width = read_image(files[0]).shape[:2]
+        return VideoStream(_folder_frames(path, files, (height, width)), DEFAULT_FPS, height, width)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise FreePropInputError(f"{path}: this is an image, not a video; pass a video file or a frame folder")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise _unreadable(path, err, 0) from None
+    if not container.streams.video:
+        container.close()
+        raise FreePropInputError(f"{path}: has no video stream; pass a video file")
+    stream = container.streams.video[0]
+    height, width = stream.codec_context.height, stream.codec_context.width
+    try:
+        _check_size(path, height, width)
+    except FreePropInputError:
+        container.close()
+        raise
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return VideoStream(_decoded_frames(path, container, max_frames), float(rate) if rate else DEFAULT_FPS, height, width)
+
+
+def _unreadable(path: Path, err: Exception, decoded: int) -> FreePropInputError:
+    where = f"after {decoded} frames" if decoded else "at the start"
+    return FreePropInputError(
+        f"{path}: not a readable video ({err.__class__.__name__} {where}); "
+        "check the file is complete, or re-encode it (ffmpeg -i in.ext -c:v libx264 out.mp4)"
+    )
+
+
+def _decoded_frames(path: Path, container, max_frames: int | None) -> Iterator[np.ndarray]:
+    decoded = 0
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                decoded += 1
+                if max_frames is not None and decoded >= max_frames:
+                    return
+        except (av.error.FFmpegError, OSError, ValueError) as err:
+            raise _unreadable(path, err, decoded) from None
+    if not decoded:
+        raise FreePropInputError(f"{path}: no decodable frames; the file is empty or corrupt, re-encode it")
+
+
+def _folder_frames(path: Path, files: list[Path], size: tuple[int, int]) -> Iterator[np.ndarray]:
+    for file in files:
+        frame = read_image(file)
+        if frame.shape[:2] != size:
+            raise FreePropInputError(f"{path}: frames differ in size; every frame of a folder must be the same size")
+        yield frame
+
+
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
-    """Decode a video file (any container/codec FFmpeg knows) or a folder of image frames.
+    """Decode a whole video file or frame folder into memory (`open_video` streams instead).
 
     Args:
         path: a video file, or a folder whose images (sorted by name) are the frames.
         max_frames: stop after this many frames (saves time and memory on long videos).
 
     Returns:
-        `Video(frames uint8 [F, H, W, 3], fps)`.
+        `Video(frames uint8 [F, H, W, 3], fps)`; refuses to hold more than `MAX_DECODED_BYTES`.
     """
-    path = Path(path)
-    _check_exists(path, "video")
-    if path.is_dir():
-        return _read_frame_folder(path, max_frames)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise FreePropInputError(
-            f"{path}: this is an image, not a video; pass a video file or a frame folder"
-        )
-
-    frames: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise FreePropInputError(f"{path}: has no video stream; pass a video file")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            _check_size(path, stream.codec_context.height, stream.codec_context.width)
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            fps = float(rate) if rate else DEFAULT_FPS
-            frame_bytes = 3 * stream.codec_context.height * stream.codec_context.width
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-                if len(frames) * frame_bytes > MAX_DECODED_BYTES:
-                    raise FreePropInputError(
-                        f"{path}: decoding more than {MAX_DECODED_BYTES >> 30} GiB of frames; "
-                        "limit the number of frames (max_frames / --frames) or trim the video"
-                    )
-    except FreePropInputError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        where = f"after {len(frames)} frames" if frames else "at the start"
-        raise FreePropInputError(
-            f"{path}: not a readable video ({err.__class__.__name__} {where}); "
-            "check the file is complete, or re-encode it (ffmpeg -i in.ext -c:v libx264 out.mp4)"
-        ) from None
-    if not frames:
-        raise FreePropInputError(f"{path}: no decodable frames; the file is empty or corrupt, re-encode it")
-    return Video(np.stack(frames), fps)
-
-
-def _read_frame_folder(path: Path, max_frames: int | None) -> Video:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FreePropInputError(f"{path}: folder holds no image frames (.png/.jpg/...); pass a video")
-    files = files[:max_frames] if max_frames else files
-    frames = [read_image(p) for p in files]
-    if len({f.shape for f in frames}) != 1:
-        raise FreePropInputError(
-            f"{path}: frames differ in size; every frame of a folder must be the same size"
-        )
-    return Video(np.stack(frames), DEFAULT_FPS)
+    video = open_video(path, max_frames)
+    frames, limit = [], MAX_DECODED_BYTES // (3 * video.height * video.width)
+    for frame in video.frames:
+        frames.append(frame)
+        if len(frames) > limit:
+            video.frames.close()
+            raise FreePropInputError(
+                f"{path}: decoding more than {MAX_DECODED_BYTES >> 30} GiB of frames; "
+                "limit the number of frames (max_frames / --frames) or trim the video"
+            )
+    return Video(np.stack(frames), video.fps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,60 +270,82 @@ def _as_uint8_video(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return frames
 
 
-def write_video(
-    path: str | os.PathLike,
-    frames: np.ndarray,
-    fps: float = DEFAULT_FPS,
-    crf: int = 17,
-) -> Path:
-    """Write frames as H.264 mp4 (yuv420p, constant quality `crf`), animated GIF, or a PNG folder.
+class VideoWriter:
+    """Writes frames one at a time as H.264 mp4/mov/mkv (yuv420p, constant quality `crf`), animated GIF,
+    or a folder of PNG frames (no suffix) — into a temporary file or folder beside `path`, renamed into
+    place when the `with` block ends without an error (else removed: nothing half-written is left).
 
-    The format follows the suffix: `.mp4`/`.mov`/`.mkv` → H.264, `.gif` → GIF, no suffix → a folder
-    of `00000.png` frames. yuv420p needs even sizes: odd sizes are padded by one replicated pixel row
-    or column (the content is never resampled).
+    yuv420p needs even sizes: odd sizes are padded by one replicated pixel row or column (the content
+    is never resampled). GIF frames are held until the end (GIFs are small by nature).
     """
-    path = Path(path)
+
+    def __init__(self, path: str | os.PathLike, fps: float = DEFAULT_FPS, crf: int = 17):
+        self.path, self.fps, self.crf = Path(path), fps, crf
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in {"", ".gif", ".mp4", ".mov", ".mkv"}:
+            raise FreePropInputError(f"{path}: unknown video format {self.suffix!r}; use .mp4, .gif or a folder name")
+        if self.suffix == "" and self.path.exists():
+            raise FreePropInputError(f"{path}: folder exists; remove it or choose another output path")
+        self.count, self._gif, self._out, self._stream = 0, [], None, None
+
+    def __enter__(self) -> VideoWriter:
+        if not self.path.parent.exists():
+            raise FreePropInputError(f"{self.path}: output folder {self.path.parent} does not exist; create it first")
+        if self.suffix == "":
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.suffix}", dir=self.path.parent)
+            os.close(fd)
+            self.tmp = Path(tmp)
+        if self.suffix in {".mp4", ".mov", ".mkv"}:
+            self._out = av.open(str(self.tmp), mode="w", format=self.suffix.lstrip(".").replace("mkv", "matroska"))
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """One uint8 `[H, W, 3]` frame (every frame the size of the first)."""
+        frame = _as_uint8_video(np.asarray(frame)[None])[0]
+        if self.suffix == "":
+            Image.fromarray(frame).save(self.tmp / f"{self.count:05d}.png")
+        elif self.suffix == ".gif":
+            self._gif.append(Image.fromarray(frame))
+        else:
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+            if self._stream is None:
+                self._stream = self._out.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+                self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
+                self._stream.pix_fmt = "yuv420p"
+                self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+            self._out.mux(self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.count += 1
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None and not self.count:
+                raise ValueError(f"{self.path}: no frames were written")
+            if kind is None and self.suffix == ".gif":
+                first, *rest = self._gif
+                first.save(self.tmp, format="GIF", save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
+            if self._out is not None:
+                if kind is None:
+                    self._out.mux(self._stream.encode(None))  # flush the encoder
+                self._out.close()
+            if kind is None:
+                if self.suffix != "":
+                    os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp) if self.tmp.is_dir() else self.tmp.unlink()
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS, crf: int = 17) -> Path:
+    """Write uint8 frames `[F, H, W, 3]` at once (`VideoWriter` streams them): format from the suffix —
+    `.mp4`/`.mov`/`.mkv` → H.264, `.gif` → GIF, no suffix → a folder of `00000.png` frames."""
     frames = _as_uint8_video(frames)
-    suffix = path.suffix.lower()
-    if suffix == "":
-        return _write_frame_folder(path, frames)
-    if suffix == ".gif":
-        images = [Image.fromarray(f) for f in frames]
-        with atomic_path(path) as tmp:
-            images[0].save(
-                tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
-            )
-        return path
-    if suffix not in {".mp4", ".mov", ".mkv"}:
-        raise FreePropInputError(f"{path}: unknown video format {suffix!r}; use .mp4, .gif or a folder name")
-
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    with (
-        atomic_path(path) as tmp,
-        av.open(str(tmp), mode="w", format=suffix.lstrip(".").replace("mkv", "matroska")) as out,
-    ):
-        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        for array in frames:
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))  # flush the encoder
-    return path
-
-
-def _write_frame_folder(path: Path, frames: np.ndarray) -> Path:
-    """PNG frames into `path/` (written to a temporary folder, then renamed into place)."""
-    if path.exists():
-        raise FreePropInputError(f"{path}: folder exists; remove it or choose another output path")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(tmp / f"{i:05d}.png")
-    os.replace(tmp, path)
-    return path
+    with VideoWriter(path, fps, crf) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:

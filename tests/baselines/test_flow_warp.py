@@ -68,3 +68,19 @@ def test_bad_options():
         propagate(clip, clip[0], composite="sometimes")
     with pytest.raises(ValueError):
         propagate(clip, clip[0], carry="everything")
+
+
+def test_propagation_streams_frame_by_frame():
+    """Each output frame leaves as soon as its source frame arrives (memory: frame 0, the previous
+    frame, one flow field), and the frames are those of the in-memory call."""
+    from freeprop.baselines.flow_warp import propagate_frames
+    from tests.test_pipeline import CountingFrames
+
+    clip = translating_clip(8, 48, 48)
+    edited = clip[0].copy()
+    edited[10:30, 10:30] = (255, 0, 0)
+    source, streamed = CountingFrames(clip), []
+    for frame in propagate_frames(source, edited):
+        assert source.read == len(streamed) + 1
+        streamed.append(frame)
+    np.testing.assert_array_equal(np.stack(streamed), propagate(clip, edited))

@@ -19,6 +19,8 @@ change stays exactly the source, and warping errors only touch the edited region
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import cv2
 import numpy as np
 
@@ -71,8 +73,13 @@ def edit_mask(source0: np.ndarray, edited0: np.ndarray, threshold: int = 12, dil
     return mask.astype(np.float32)
 
 
-def propagate(
-    source: np.ndarray,
+def propagate(source: np.ndarray, edited_first: np.ndarray, **options) -> np.ndarray:
+    """Propagate `edited_first` through `source` (uint8 [F, H, W, 3]) at once; see `propagate_frames`."""
+    return np.stack(list(propagate_frames(iter(source), edited_first, **options)))
+
+
+def propagate_frames(
+    source: Iterable[np.ndarray],
     edited_first: np.ndarray,
     mode: str = "chained",
     composite: str = "auto",
@@ -81,8 +88,10 @@ def propagate(
     global_fraction: float = 0.5,
     flow: FlowEstimator | None = None,
     carry: str = "residual",
-) -> np.ndarray:
-    """Propagate `edited_first` through `source` (uint8 [F, H, W, 3]) along the source's optical flow.
+) -> Iterator[np.ndarray]:
+    """Propagate `edited_first` along the optical flow of `source` (uint8 `[H, W, 3]` frames, frame 0
+    first), yielding each output frame as soon as its source frame arrives: memory holds frame 0, the
+    previous frame and one flow field, whatever the video's length.
 
     Args:
         mode: `direct` (flow t → 0) or `chained` (composed t → t−1 → … → 0). Default `chained`, by
@@ -100,33 +109,34 @@ def propagate(
     if composite not in ("auto", "always", "never"):
         raise ValueError(f"composite must be 'auto', 'always' or 'never', got {composite!r}")
     flow = flow or FlowEstimator()
-    frames = len(source)
-    mask0 = edit_mask(source[0], edited_first)
+    source = iter(source)
+    first = next(source)
+    mask0 = edit_mask(first, edited_first)
     use_mask = composite == "always" or (composite == "auto" and mask0.mean() <= global_fraction)
-    out = np.empty_like(source)
-    out[0] = edited_first
+    yield np.asarray(edited_first, np.uint8)
     check = occlusion and use_mask  # a global edit has no "source pixel" to fall back on: warp everywhere
-    to_first = None  # chained: flow t → 0
-    for t in range(1, frames):
+    residual = edited_first.astype(np.float32) - first
+    previous, to_first = first, None  # chained: flow t → 0
+    for frame in source:
         if mode == "direct":
-            flow_t0 = flow(source[t], source[0])
-            valid = consistency_mask(flow_t0, flow(source[0], source[t]), occlusion_tol) if check else None
+            flow_t0 = flow(frame, first)
+            valid = consistency_mask(flow_t0, flow(first, frame), occlusion_tol) if check else None
         else:
-            step = flow(source[t], source[t - 1])  # t → t−1
+            step = flow(frame, previous)  # t → t−1
             to_first = step if to_first is None else compose(step, to_first)
             flow_t0 = to_first
             # the chain's own errors are not observable: check the newest step's consistency
-            valid = consistency_mask(step, flow(source[t - 1], source[t]), occlusion_tol) if check else None
+            valid = consistency_mask(step, flow(previous, frame), occlusion_tol) if check else None
         if carry == "residual":  # the warped edit on top of this frame's own source pixels
-            warped = source[t] + warp(edited_first.astype(np.float32) - source[0], flow_t0)
+            warped = frame + warp(residual, flow_t0)
         else:
             warped = warp(edited_first.astype(np.float32), flow_t0)
         if use_mask:
             weight = warp(mask0, flow_t0)[..., None]
             if valid is not None:
                 weight = weight * valid[..., None]
-            blended = weight * warped + (1 - weight) * source[t]
+            blended = weight * warped + (1 - weight) * frame
         else:
             blended = warped
-        out[t] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-    return out
+        yield np.clip(np.round(blended), 0, 255).astype(np.uint8)
+        previous = frame

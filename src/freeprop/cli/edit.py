@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 from freeprop.cli.common import (
@@ -25,9 +26,11 @@ from freeprop.errors import FreePropInputError
 
 MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these asks for a model
 
-# Peak memory of an edit ≈ start-up + factor × the decoded input (uint8 frames), measured with
-# `python benchmarks/edit_memory.py` at 128×128 (250 → 2,000 frames); the whole clip is held in memory.
-MEMORY_FACTOR = {"flow-warp": 3.0, "freeprop": 20.0}  # measured 3.0 and 19.4
+# Peak memory of an edit ≈ start-up + factor × the bytes of the frames it holds at once (edits stream:
+# flow-warp holds one frame and its float buffers, the model one window); measured with
+# `python benchmarks/edit_memory.py` (see its results), rounded up.
+WINDOW_FRAMES = {"flow-warp": 1}  # the model's: --window (default 81) + 1
+MEMORY_FACTOR = {"flow-warp": 150.0, "freeprop": 20.0}  # flow-warp: measured 143 (codec buffers included)
 STARTUP_BYTES = {"flow-warp": 120 * 2**20, "freeprop": 550 * 2**20}
 
 
@@ -166,67 +169,87 @@ class Editor:
             self.device, self.dtype = device_and_dtype(args.device, args.dtype)
 
     def edit_one(self, source: Path, first_frame: Path, output: Path, prompt=None, side_by_side=None):
-        """1. check inputs, 2. propagate, 3. write atomically. Returns the output path."""
-        from freeprop.video import ensure_not_input, read_image, read_video
+        """1. check inputs, 2. propagate frame by frame, 3. write each frame as it comes (atomically:
+        the outputs appear under their names only when complete). Memory holds one window, not the video."""
+        from freeprop.video import ensure_not_input, open_video, probe_video, read_image
 
         ensure_not_input(output, source, first_frame)
         check_output_folder(output, side_by_side)
-        self.check_memory(source)
-        video = read_video(source, max_frames=self.args.frames)
         first = read_image(first_frame)
-        (src_h, src_w), (edit_h, edit_w) = video.frames.shape[1:3], first.shape[:2]
+        known, _, _ = probe_video(source)
+        wanted = self.args.frames
+        if wanted and known and wanted > known:
+            raise FreePropInputError(f"--frames {wanted}: {source} has only {known} frames")
+        video = open_video(source, max_frames=wanted)
+        (src_h, src_w), (edit_h, edit_w) = (video.height, video.width), first.shape[:2]
         if abs((edit_w / edit_h) / (src_w / src_h) - 1) > 0.01:
+            video.frames.close()
             raise FreePropInputError(
                 f"{first_frame}: {format_size(edit_h, edit_w)} does not match the video's aspect ratio "
                 f"({format_size(src_h, src_w)}, HEIGHTxWIDTH); export the edited frame at the video's size"
             )
-        if self.args.frames and self.args.frames > len(video.frames):
-            raise FreePropInputError(f"--frames {self.args.frames}: {source} has only {len(video.frames)} frames")
-        frames, alphas = self.propagate(video.frames, first, prompt)
-        self.write(output, video, first, frames, alphas, side_by_side)
+        self.check_memory(source, video.height, video.width)
+        alphas = []
+        count = self.write(source, output, video, first, alphas, prompt, min(filter(None, (wanted, known)), default=None),
+                           side_by_side)  # fmt: skip
+        if not self.quiet:
+            shown = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in alphas) or "–"
+            size = format_size(*(self.size if self.size[0] else (src_h, src_w)))
+            print(f"wrote {output} ({count} frames, {size}, {video.fps:g} fps; method {self.method}; "
+                  f"α_S/α_T per window: {shown})")
+            if side_by_side:
+                print(f"wrote {side_by_side} (source | edited first frame | output)")
         return output
 
-    def check_memory(self, source: Path) -> None:
+    def check_memory(self, source: Path, height: int, width: int) -> None:
         """Refuse up front, naming the memory it would take, an edit that cannot fit (the OOM killer's
-        alternative is a dead process and no message)."""
-        from freeprop.video import available_memory, probe_video
+        alternative is a dead process and no message). Edits stream, so what counts is the frames one
+        window holds (flow-warp: a few), not the video's length."""
+        from freeprop.video import available_memory
 
-        frames, height, width = probe_video(source)
-        frames = min(frames, self.args.frames or frames)
         out_h, out_w = self.size if self.size[0] else (height, width)
-        decoded = frames * 3 * max(height * width, out_h * out_w)
-        needed = STARTUP_BYTES[self.method] + MEMORY_FACTOR[self.method] * decoded
+        held = WINDOW_FRAMES[self.method] if self.method == "flow-warp" else (self.args.window or self.model_window()) + 1
+        needed = STARTUP_BYTES[self.method] + MEMORY_FACTOR[self.method] * held * 3 * max(height * width, out_h * out_w)
         available = available_memory()
         if available is not None and needed > available:
             raise FreePropInputError(
-                f"{source}: editing {frames} frames at {format_size(height, width)} needs about {needed / 2**30:.1f} GiB "
-                f"of memory, {available / 2**30:.1f} GiB are free; edit fewer frames (--frames N) or a smaller --size"
+                f"{source}: editing at {format_size(height, width)} needs about {needed / 2**30:.1f} GiB of memory, "
+                f"{available / 2**30:.1f} GiB are free; choose a smaller --size (or --window)"
             )
 
-    def propagate(self, frames, first, prompt=None):
+    def model_window(self) -> int:
+        """The model's window in frames, from its folder's model_index.json when it says (no loading);
+        else the Wan VAE's 81."""
+        import json
+
+        index = Path(str(self.model)) / "model_index.json"
+        try:
+            return int(json.loads(index.read_text()).get("window_frames") or 81)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 81
+
+    def propagate(self, frames, first, prompt=None, alphas=None, num_frames=None):
+        """Output frames, one at a time, from an iterator of source frames (frame 0 first)."""
         from freeprop.video import resize_cover_crop
 
         height, width = self.size
         if self.method == "flow-warp":
-            from freeprop.baselines.flow_warp import propagate
+            from freeprop.baselines.flow_warp import propagate_frames
 
-            src_h, src_w = frames.shape[1:3]
-            out = propagate(frames, resize_cover_crop(first, src_h, src_w)[0])
-            return (resize_cover_crop(out, height, width)[0] if height else out), []
-        result = self._run_model(frames, first, prompt, height, width)
-        return result.frames, result.alphas
-
-    def _run_model(self, frames, first, prompt, height, width):
+            frames = iter(frames)
+            frame0 = next(frames)
+            edit = resize_cover_crop(first, *frame0.shape[:2])[0]
+            for out in propagate_frames(itertools.chain([frame0], frames), edit):
+                yield resize_cover_crop(out, height, width)[0] if height else out
+            return
         import torch
 
         a = self.args
-        pipe = self.pipeline()
-        return pipe(
-            frames, first, prompt=prompt, negative_prompt=a.negative_prompt, num_frames=a.frames,
-            height=height, width=width, num_inference_steps=a.steps, guidance_scale=a.guidance,
-            generator=torch.Generator().manual_seed(a.seed), window_frames=a.window, overlap=a.overlap,
-            callback=self.progress,
-        )
+        yield from self.pipeline().stream(
+            frames, first, num_frames, prompt=prompt, negative_prompt=a.negative_prompt, height=height, width=width,
+            num_inference_steps=a.steps, guidance_scale=a.guidance, generator=torch.Generator().manual_seed(a.seed),
+            window_frames=a.window, overlap=a.overlap, callback=self.progress, alphas=alphas,
+        )  # fmt: skip
 
     def pipeline(self):
         if self._pipe is None:
@@ -248,22 +271,26 @@ class Editor:
             self._pipe = pipe
         return self._pipe
 
-    def write(self, output, video, first, frames, alphas, side_by_side=None):
+    def write(self, source, output, video, first, alphas, prompt=None, num_frames=None, side_by_side=None) -> int:
+        """Propagate `video` (a `VideoStream`) and write the result, and the side-by-side comparison, as
+        the frames come; returns the frame count. `--frames` beyond the video's end is an error and
+        leaves nothing written."""
+        import contextlib
+
         import numpy as np
 
-        from freeprop.video import resize_cover_crop, write_video
+        from freeprop.video import VideoWriter, resize_cover_crop
 
-        write_video(output, frames, fps=video.fps)
-        if side_by_side:
-            out_h, out_w = frames.shape[1:3]
-            source = resize_cover_crop(video.frames[: len(frames)], out_h, out_w)[0]
-            edit = np.repeat(resize_cover_crop(first, out_h, out_w)[0][None], len(frames), axis=0)
-            write_video(side_by_side, np.concatenate([source, edit, frames], axis=2), fps=video.fps)
-        if not self.quiet:
-            shown = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in alphas) or "–"
-            print(
-                f"wrote {output} ({len(frames)} frames, {format_size(*frames.shape[1:3])}, {video.fps:g} fps; "
-                f"method {self.method}; α_S/α_T per window: {shown})"
-            )
-            if side_by_side:
-                print(f"wrote {side_by_side} (source | edited first frame | output)")
+        sources, for_side = itertools.tee(video.frames) if side_by_side else (video.frames, None)
+        with contextlib.ExitStack() as stack:
+            writer = stack.enter_context(VideoWriter(output, video.fps))
+            side = stack.enter_context(VideoWriter(side_by_side, video.fps)) if side_by_side else None
+            for frame in self.propagate(sources, first, prompt, alphas, num_frames):
+                writer.write(frame)
+                if side is not None:
+                    size = frame.shape[:2]
+                    side.write(np.concatenate([resize_cover_crop(next(for_side), *size)[0],
+                                               resize_cover_crop(first, *size)[0], frame], axis=1))  # fmt: skip
+            if self.args.frames and writer.count < self.args.frames:
+                raise FreePropInputError(f"--frames {self.args.frames}: {source} has only {writer.count} frames")
+        return writer.count
