@@ -342,7 +342,12 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise FreePropInputError(
                 f"{folder}: no model_index.json; pass a folder written by save_pretrained"
             )
-        index = json.loads(index_file.read_text())
+        try:
+            index = json.loads(index_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise FreePropInputError(f"{index_file}: not valid JSON ({err})") from None
+        if not isinstance(index, dict):
+            raise FreePropInputError(f"{index_file}: not a pipeline index (a JSON object)")
         parts = {"transformer": load_transformer_folder(folder / "transformer", torch_dtype)}
         for name in ("scheduler", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor"):
             library, class_name = index.get(name) or (None, None)
@@ -352,7 +357,9 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 raise FreePropInputError(
                     f"{folder}: component {name} comes from {library!r}; only diffusers/transformers"
                 )
-            component_cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+            component_cls = getattr(diffusers if library == "diffusers" else transformers, str(class_name), None)
+            if not isinstance(component_cls, type):
+                raise FreePropInputError(f"{index_file}: component {name}: {library} has no class {class_name!r}")
             extra = (
                 {"torch_dtype": torch_dtype}
                 if torch_dtype and name in ("vae", "text_encoder", "image_encoder")

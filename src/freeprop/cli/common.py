@@ -151,6 +151,15 @@ def codec_for(channels: int, vae: str | None = None):
     return pixel_codec_for(channels, "pass --vae PATH (a Wan2.1 VAE folder)")
 
 
+def output_folder(path) -> Path:
+    """A folder the command writes into, made if missing; a file in its place is one clear error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FreePropInputError(f"{path}: is a file; give a folder for the output")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def check_output_folder(*paths) -> None:
     """Each output's folder must exist (we never create a user's folder tree by surprise)."""
     for path in paths:

@@ -9,6 +9,7 @@ from freeprop.cli.common import (
     add_device_options,
     device_and_dtype,
     non_negative_int,
+    output_folder,
     parse_size,
     positive_int,
 )
@@ -70,6 +71,7 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     counts = {k: v for k, v in splits if v}
     if not counts:
         raise FreePropInputError("nothing to write: every split count is 0")
+    output_folder(args.output)
     written = write_synthetic(
         args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion
     )
@@ -141,6 +143,7 @@ def _port(text: str) -> int:
 def cmd_data_review(args: argparse.Namespace) -> None:
     from freeprop.data.curation import make_review_server, write_review
 
+    output_folder(args.output)
     page = write_review(args.dataset, args.output, args.task, args.limit)
     print(f"wrote {page}")
     if args.serve is not None:

@@ -10,6 +10,7 @@ from freeprop.cli.common import (
     add_device_options,
     device_and_dtype,
     format_size,
+    output_folder,
     parse_size,
     positive_int,
     resolve_model,
@@ -177,8 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     # 1. Everything the user named, checked before any model loads.
     if not args.bench or not args.output:
         args.eval_parser.error("the following arguments are required: --bench, -o/--output")
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(args.output)
     cases = read_case_list(args.cases) if args.cases else None
     bench = load_bench(args.bench, cases, args.unic_instruction, _unic_tasks(args.unic_tasks))
     if args.shipped and bench.kind != "unic":

@@ -271,6 +271,8 @@ def check_transformer_config(config: dict, where: str) -> None:
     """Refuse a config with unknown keys, or sizes that are not positive whole numbers within bounds."""
     import inspect
 
+    if not isinstance(config, dict):
+        raise FreePropInputError(f"{where}: not a config (a JSON object)")
     known = set(inspect.signature(FreePropTransformer.__init__).parameters) - {"self"}
     unknown = sorted(k for k in config if not k.startswith("_") and k not in known)
     if unknown:
@@ -298,7 +300,7 @@ def load_transformer_folder(
     folder = Path(folder)
     try:
         config = FreePropTransformer.load_config(folder)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, AttributeError, TypeError) as err:  # AttributeError: a JSON list
         raise FreePropInputError(f"{folder}: unreadable config.json ({err.__class__.__name__})") from None
     check_transformer_config(config, str(folder / "config.json"))
     with torch.device("meta"):
