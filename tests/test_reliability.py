@@ -1,9 +1,10 @@
 """The reliability audit's bad-input cases (shared/notes/reviews/reliability.md), by its case ids.
 
 Every case here once ended in a traceback or was silently accepted; now each must give one line,
-exit status 2, no traceback and nothing written. The audit's other failures have tests beside the
-code they exercise: kills and resumes (K02–K13: tests/training/test_recipe.py), the review server
-(S12–S17: tests/data/test_curation.py), a full disk (Y04: tests/data/test_cli_data.py), predictions
+exit status 2, no traceback and nothing written (K12b and S17 need a run or a taken port first and
+have their own tests below). The audit's other failures have tests beside the code they exercise:
+kills and resumes (K02–K13: tests/training/test_recipe.py), the review server (S12–S16:
+tests/data/test_curation.py), a full disk (Y04: tests/data/test_cli_data.py), predictions
 that are truncated, resized, or not videos (V03–V05, V16, V18b: tests/eval/test_runner.py,
 tests/eval/test_vlm.py), hostile model folders that are refused before any allocation (L17, L19:
 tests/cli/test_edit.py), and memory that no longer grows with the clip (R02, R08:
@@ -246,3 +247,29 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, case, capsys):
     after = _snapshot(world)
     assert after == before, f"{case} wrote or changed: {sorted(set(after.items()) ^ set(before.items()))[:5]}"
     assert not (world / "PAYLOAD_RAN").exists() and not (world.parent / "escape").exists()
+
+
+def test_K12b_resume_with_a_changed_lora_rank_says_what_differs(world, capsys):
+    from tests.conftest import exit_code
+
+    args = train_args(world, "synth", f"output_dir={world / 'runs' / 'k12'}", "save_every=1", "lora.rank=4")
+    assert exit_code(args) == 0
+    capsys.readouterr()
+    assert exit_code([*args, "lora.rank=8", "--resume"]) == 2
+    line = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert line.startswith("freeprop") and "rank" in line and "Traceback" not in line
+
+
+def test_S17_review_port_in_use_is_one_line(world, capsys):
+    import socket
+
+    from tests.conftest import exit_code
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = exit_code(["data", "review", str(world / "data" / "synth"), "-o", str(world / "out" / "review17"),
+                          "--serve", str(port)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and str(port) in err.splitlines()[-1], err

@@ -137,8 +137,10 @@ def make_review_server(folder: str | Path, port: int = 8765, host: str = "127.0.
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))
-    return server
+    try:
+        return ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))
+    except OSError as err:  # the port is taken, or not ours to bind
+        raise FreePropInputError(f"cannot serve on {host}:{port} ({err.strerror}); choose another --serve PORT") from None
 
 
 def _check_decisions(data, where: str) -> None:
