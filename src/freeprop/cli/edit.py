@@ -30,7 +30,7 @@ MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these 
 # flow-warp holds one frame and its float buffers, the model one window); measured with
 # `python benchmarks/edit_memory.py` (see its results), rounded up.
 WINDOW_FRAMES = {"flow-warp": 1}  # the model's: --window (default 81) + 1
-MEMORY_FACTOR = {"flow-warp": 150.0, "freeprop": 20.0}  # flow-warp: measured 143 (codec buffers included)
+MEMORY_FACTOR = {"flow-warp": 150.0, "freeprop": 8.0}  # measured 143 (codec buffers included) and 5.9
 STARTUP_BYTES = {"flow-warp": 120 * 2**20, "freeprop": 550 * 2**20}
 
 
