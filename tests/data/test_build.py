@@ -258,6 +258,8 @@ def test_vace_never_sees_source_pixels_inside_the_mask(tmp_path, task):
         ("local.height=700", "multiples of 16"),
         ("stylization.frames=10", "4k+1 frames"),
         ("local.fps=0", "local.fps must be > 0"),
+        ("execution.chunk_size=-1", "execution.chunk_size must be ≥ 0"),
+        ("execution.workers=0", "execution.workers must be ≥ 1"),
     ],
 )
 def test_build_config_clip_shapes_are_checked_before_any_model(override, message, tmp_path, capsys):

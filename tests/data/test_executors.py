@@ -76,3 +76,75 @@ def test_ray_executor_runs_the_same_stages(local_ray):
     stages = [Double(), DropOdd()]
     stages[0].workers = 2  # an actor pool of two for this stage
     check(list(RayExecutor().run(stages, samples())))
+
+
+class Model:
+    """A stand-in for a loaded pipeline: not re-entrant (two threads inside it at once corrupt it)."""
+
+    loads: list[str] = []
+
+    def __init__(self, spec):
+        self.spec, self.inside = spec, 0
+        Model.loads.append(spec)
+
+    def __call__(self, value):
+        import time
+
+        self.inside += 1
+        try:
+            if self.inside > 1:
+                raise IndexError("two threads inside one pipeline")
+            time.sleep(0.005)
+            return value
+        finally:
+            self.inside -= 1
+
+
+class ModelStage(Stage):
+    """Runs its model on each sample and records which models were loaded while it ran."""
+
+    models = {"pipe": "family"}
+    seen: list[tuple[str, list]] = []
+
+    def __init__(self, name, spec, tracks=("local", "global")):
+        self.name, self.pipe, self.tracks = name, spec, tracks
+
+    def load(self, attr, spec):
+        return Model(spec)
+
+    def process(self, sample):
+        from freeprop.data.stages.base import loaded_models
+
+        ModelStage.seen.append((self.name, sorted(key[1] for key in loaded_models())))
+        return sample | {"caption": sample["caption"] + self.model("pipe")(self.name[0])}
+
+
+def mixed_samples(n=8):
+    return [new_sample(sample_id=str(i), track=("local", "global")[i % 2], task="swap", source=str(i))
+            for i in range(n)]  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_threads_never_enter_one_pipeline_at_once(chunk):
+    stages = [ModelStage("vace", "vace-14b"), ModelStage("qa", "qwen")]
+    out = list(LocalExecutor(workers=4, chunk=chunk).run(stages, mixed_samples()))
+    assert [s["status"] for s in out] == ["pending"] * 8 and {s["caption"] for s in out} == {"vq"}
+
+
+def test_one_model_family_resident_at_a_time_and_shared_models_load_once_per_chunk():
+    """The shipped build on one GPU: Wan-I2V (global track) and VACE (both tracks) are never loaded
+    together; two stages naming the same VLM share one copy."""
+    ModelStage.seen, Model.loads = [], []
+    stages = [ModelStage("vlm-a", "qwen"), ModelStage("i2v", "wan-i2v-14b", tracks=("global",)),
+              ModelStage("vace", "vace-14b"), ModelStage("vlm-b", "qwen")]  # fmt: skip
+    out = list(LocalExecutor(workers=2, chunk=4).run(stages, mixed_samples(8)))
+    assert all(s["status"] == "pending" and s["caption"] == ("vivv" if s["track"] == "global" else "vvv")
+               for s in out)  # fmt: skip
+    assert all(not {"wan-i2v-14b", "vace-14b"} <= set(loaded) for _, loaded in ModelStage.seen)
+    assert Model.loads.count("qwen") == 2 and Model.loads.count("vace-14b") == 2  # once per chunk of 4
+    from freeprop.data.stages.base import loaded_models
+
+    assert loaded_models() == []  # all released at the end
+    Model.loads = []
+    list(LocalExecutor(chunk=0).run(stages, mixed_samples(8)))  # chunk 0: everything stays loaded
+    assert sorted(Model.loads) == ["qwen", "vace-14b", "wan-i2v-14b"]

@@ -74,7 +74,7 @@ def _child(folder: Path) -> dict:
     return {
         "status": out["status"], "error": out.get("error", ""), "masks_shape": list(masks.shape),
         "frame0_pixels": int(masks[0].sum()) if len(masks) else 0, "frame0_iou_bf16_vs_fp32": float(iou),
-        "dtypes": [str(stage.detector.model.dtype), str(stage.tracker.model.dtype)],
+        "dtypes": [str(stage.model("detector").model.dtype), str(stage.model("tracker").model.dtype)],
     }  # fmt: skip
 
 

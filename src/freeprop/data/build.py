@@ -118,6 +118,7 @@ class Quality:
 class Execution:
     executor: str = "local"
     workers: int = 1  # local: samples in flight
+    chunk_size: int = 32  # local: samples taken stage by stage, models released between (0: all resident)
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     stage_workers: dict = field(default_factory=dict)  # ray: actors per stage name, e.g. {vace: 8}
@@ -125,6 +126,13 @@ class Execution:
         default_factory=dict
     )  # ray: rows per batch per stage name, e.g. {standardize: 8}
     shard_size: int = 64
+
+    def __post_init__(self):
+        for key in ("workers", "shard_size"):
+            if getattr(self, key) < 1:
+                raise FreePropInputError(f"execution.{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.chunk_size < 0:
+            raise FreePropInputError(f"execution.chunk_size must be ≥ 0 (0: every model resident), got {self.chunk_size}")
 
 
 @dataclass(frozen=True)
@@ -441,7 +449,7 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
             for i, stage in enumerate(stages)
         ]
         executor = make_executor(cfg.execution.executor, cfg.execution.workers, cfg.execution.ray_address,
-                                 cfg.execution.ray_num_cpus)  # fmt: skip
+                                 cfg.execution.ray_num_cpus, cfg.execution.chunk_size)  # fmt: skip
         try:
             names = [stage.name for stage in stages]
             for sample in executor.run(stages, todo):

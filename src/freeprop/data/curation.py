@@ -138,7 +138,8 @@ def make_review_server(folder: str | Path, port: int = 8765, host: str = "127.0.
             pass
 
     try:
-        return ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))
+        server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(folder)))  # the handler reads it
+        return server
     except OSError as err:  # the port is taken, or not ours to bind
         raise FreePropInputError(f"cannot serve on {host}:{port} ({err.strerror}); choose another --serve PORT") from None
 

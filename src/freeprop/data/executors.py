@@ -1,7 +1,9 @@
 """Executors: run the same stage code locally or on Ray Data.
 
-- `LocalExecutor` (default): each sample goes through every stage in turn; `workers > 1` runs that
-  many samples at once on threads (model calls release the GIL). Models load once per stage.
+- `LocalExecutor` (default): chunks of samples go through the stages stage by stage, releasing the
+  models no later stage needs (one 14B family on the GPU at a time); `workers > 1` runs that many
+  samples at once on threads (model calls release the GIL), one at a time inside a stage whose
+  pipeline is not thread-safe.
 - `RayExecutor` (extra `ray`): one `map_batches` per stage, each with its own actor pool
   (`concurrency = stage.workers`), `num_cpus` / `num_gpus` per actor and the stage's batch size, so
   a cluster scales every stage on its own (Cosmos-Curate / NeMo Curator style). Exceptions are
@@ -12,39 +14,64 @@ Both yield finished samples as they complete; the driver commits them (see `data
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from freeprop.data.stages.base import Stage, run_stage
+from freeprop.data.stages.base import Stage, release_models, run_stage
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 class LocalExecutor:
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, workers)
+    """One machine. `chunk` samples at a time go through the stages stage by stage, and after each stage
+    the models no later stage of the chunk needs are released — so one GPU holds one 14B family at a
+    time (VACE, then Wan-I2V), and models shared by several stages (the VLM) load once per chunk.
+    `chunk=0` streams each sample through every stage instead, keeping every model resident (fastest
+    when they all fit). `workers` threads run samples at once; a stage that is not `thread_safe` (a
+    loaded pipeline is not re-entrant) runs one sample at a time under its own lock."""
+
+    def __init__(self, workers: int = 1, chunk: int = 32):
+        self.workers, self.chunk = max(1, workers), max(0, chunk)
 
     def run(self, stages: Sequence[Stage], samples: Iterable[dict]) -> Iterator[dict]:
-        ready: set[int] = set()
+        locks = {i: threading.Lock() for i, stage in enumerate(stages) if not stage.thread_safe}
+        ready, setting_up = set(), threading.Lock()
 
-        def through(sample: dict) -> dict:
-            for i, stage in enumerate(stages):
-                if sample["status"] != "pending":
-                    break
-                if i not in ready and stage.applies(sample):
-                    stage.setup()
+        def one(i: int, sample: dict) -> dict:
+            if sample["status"] != "pending" or not stages[i].applies(sample):
+                return sample
+            with setting_up:
+                if i not in ready:  # once per run; released models reload on their next use
+                    stages[i].setup()
                     ready.add(i)
-                sample = run_stage(stage, sample)
-            return sample
+            with locks.get(i, contextlib.nullcontext()):
+                return run_stage(stages[i], sample)
 
-        if self.workers == 1:
-            for sample in samples:
-                yield through(sample)
-            return
-        # Set up every stage first (not thread-safe to load models concurrently), then fan out.
-        for i, stage in enumerate(stages):
-            stage.setup()
-            ready.add(i)
         with ThreadPoolExecutor(self.workers) as pool:
-            yield from pool.map(through, samples)
+            if not self.chunk:
+                def through(sample: dict) -> dict:
+                    for i in range(len(stages)):
+                        sample = one(i, sample)
+                    return sample
+
+                yield from (pool.map(through, samples) if self.workers > 1 else map(through, samples))
+                release_models()
+                return
+            for chunk in _batched(samples, self.chunk):
+                for i, stage in enumerate(stages):
+                    chunk = list(pool.map(lambda s, i=i: one(i, s), chunk))
+                    needed = set().union(*(later.model_keys() for later in stages[i + 1 :]
+                                           if any(s["status"] == "pending" and later.applies(s) for s in chunk)))  # fmt: skip
+                    release_models(keep=needed)
+                yield from chunk
+            release_models()
 
 
 class _StageActor:
@@ -96,9 +123,10 @@ class RayExecutor:
             yield {k: str(v) for k, v in row.items()}
 
 
-def make_executor(kind: str, workers: int = 1, address: str | None = None, num_cpus: int | None = None):
+def make_executor(kind: str, workers: int = 1, address: str | None = None, num_cpus: int | None = None,
+                  chunk: int = 32):
     if kind == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, chunk)
     if kind == "ray":
         return RayExecutor(address, num_cpus)
     from freeprop.errors import FreePropInputError

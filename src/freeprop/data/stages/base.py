@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,37 @@ class Resources:
     gpus: float = 0.0
 
 
+# Models loaded in this process, by (kind, path, options, device, dtype): stages naming the same model
+# share one copy (the seven VLM stages, one Qwen2.5-VL), and the local executor drops those no later
+# stage needs (`release_models`), so one GPU never holds the VACE and Wan-I2V 14B families at once.
+_LOADED: dict[tuple, object] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def release_models(keep: set[tuple] = frozenset()) -> list[tuple]:
+    """Drop every loaded model whose key is not in `keep` (and free the GPU's cache); returns the keys dropped."""
+    with _LOAD_LOCK:
+        dropped = [key for key in _LOADED if key not in keep]
+        for key in dropped:
+            del _LOADED[key]
+    if dropped:
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+    return dropped
+
+
+def loaded_models() -> list[tuple]:
+    return list(_LOADED)
+
+
 class Stage:
     name: str = "stage"
     requires: tuple[str, ...] = ()
@@ -75,9 +107,42 @@ class Stage:
     resources: Resources = Resources()
     batch_size: int = 1
     workers: int = 1  # actors per stage under Ray (the local executor runs samples through in turn)
+    models: dict[str, str] = {}  # attribute holding a model's path or id (or the model itself) → its kind
+    thread_safe: bool = False  # may two threads run `process` at once? (a loaded pipeline may not)
 
     def setup(self) -> None:
-        """Load models; called once per worker before the first `process`."""
+        """Load models; called once per worker before the first `process` (they load on first use too)."""
+        for attr in self.models:
+            self.model(attr)
+
+    def load(self, attr: str, spec: str):
+        """Load the model `attr` names from `spec` (a path or id); stages with models override this."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load {attr}")
+
+    def model_options(self, attr: str) -> tuple:
+        """Whatever besides the path changes what `load` returns (e.g. a LoRA): part of the model's key."""
+        return ()
+
+    def model_key(self, attr: str) -> tuple | None:
+        """The key of the model `attr` names in this process's registry, None for an object given as is."""
+        spec = getattr(self, attr)
+        if not isinstance(spec, str):
+            return None
+        return (self.models[attr], spec, self.model_options(attr), getattr(self, "device", None), getattr(self, "dtype", None))
+
+    def model(self, attr: str):
+        """The model `attr` names: an object given to the stage as is, else the one loaded from the path or
+        id it holds — once per process, shared by every stage naming the same model, until released."""
+        key = self.model_key(attr)
+        if key is None:
+            return getattr(self, attr)
+        with _LOAD_LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = self.load(attr, getattr(self, attr))
+            return _LOADED[key]
+
+    def model_keys(self) -> set[tuple]:
+        return {key for attr in self.models if (key := self.model_key(attr)) is not None}
 
     def check(self) -> None:
         """Fail fast (before any sample runs) if a model this stage would load is not available."""

@@ -45,6 +45,7 @@ class ImageToVideo(Stage):
     provides = ("source_video", "fps")
     tracks = ("global",)
     resources = Resources(cpus=2, gpus=1)
+    models = {"pipe": "wan-i2v"}
 
     def __init__(self, pipe=WAN_I2V_14B, frames: int = 81, fps: float = 16.0, max_area: int = 720 * 1280,
                  steps: int = 40, guidance: float = 5.0, seed: int = 0, device: str = "cpu", dtype: str | None = None):  # fmt: skip
@@ -57,23 +58,19 @@ class ImageToVideo(Stage):
 
             check_available(self.pipe, "models.i2v")
 
-    def setup(self) -> None:
-        if isinstance(self.pipe, str):
-            import torch
-            from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
-            from transformers import CLIPVisionModel
+    def load(self, attr: str, spec: str):
+        import torch
+        from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
+        from transformers import CLIPVisionModel
 
-            from freeprop.hub import load_pretrained
+        from freeprop.hub import load_pretrained
 
-            dtype = self.torch_dtype(torch.bfloat16)
-            vae = load_pretrained(AutoencoderKLWan, self.pipe, subfolder="vae", torch_dtype=torch.float32)
-            encoder = load_pretrained(
-                CLIPVisionModel, self.pipe, subfolder="image_encoder", torch_dtype=torch.float32
-            )
-            self.pipe = load_pretrained(
-                WanImageToVideoPipeline, self.pipe, vae=vae, image_encoder=encoder, torch_dtype=dtype
-            ).to(self.device)
-            self.pipe.set_progress_bar_config(disable=True)
+        dtype = self.torch_dtype(torch.bfloat16)
+        vae = load_pretrained(AutoencoderKLWan, spec, subfolder="vae", torch_dtype=torch.float32)
+        encoder = load_pretrained(CLIPVisionModel, spec, subfolder="image_encoder", torch_dtype=torch.float32)
+        pipe = load_pretrained(WanImageToVideoPipeline, spec, vae=vae, image_encoder=encoder, torch_dtype=dtype)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(self.device)
 
     def process(self, sample):
         import torch
@@ -84,7 +81,7 @@ class ImageToVideo(Stage):
             image = read_image(sample["content_image"])
             h, w = i2v_size(*image.shape[:2], self.max_area)
             image = resize_cover_crop(image, h, w)[0]
-            frames = self.pipe(
+            frames = self.model("pipe")(
                 image=Image.fromarray(image),
                 prompt=sample["cinematic_caption"],
                 height=h,
@@ -170,6 +167,7 @@ class Depth(Stage):
     provides = ("depth_video",)
     tracks = ("global",)
     resources = Resources(cpus=1, gpus=0.5)
+    models = {"estimator": "depth"}
 
     def __init__(self, estimator=DEPTH_ANYTHING_V2, backend: str = "transformers", encoder: str = "vitl",
                  device: str = "cpu", dtype: str | None = None):  # fmt: skip
@@ -187,17 +185,17 @@ class Depth(Stage):
 
             check_available(self.estimator, "models.depth")
 
-    def setup(self) -> None:
-        if isinstance(self.estimator, str):
-            if self.backend == "video-depth-anything":
-                self.estimator = VideoDepthAnything(self.estimator, self.encoder, self.device)
-            else:
-                dtype = self.torch_dtype()
-                self.estimator = DepthAnythingV2.from_pretrained(self.estimator, self.device, dtype)
+    def load(self, attr: str, spec: str):
+        if self.backend == "video-depth-anything":
+            return VideoDepthAnything(spec, self.encoder, self.device)
+        return DepthAnythingV2.from_pretrained(spec, self.device, self.torch_dtype())
+
+    def model_options(self, attr: str) -> tuple:
+        return (self.backend, self.encoder)
 
     def process(self, sample):
         out = self.work_dir(sample) / "depth.mp4"
         if not out.is_file():
-            depth = self.estimator(load_video(sample["source_video"]))
+            depth = self.model("estimator")(load_video(sample["source_video"]))
             save_video(out, normalize_depth(depth), float(sample["fps"] or 16))
         return sample | {"depth_video": str(out)}

@@ -106,6 +106,7 @@ class GroundAndTrack(Stage):
     provides = ("box", "masks")
     tracks = ("local",)
     resources = Resources(cpus=1, gpus=0.5)  # Grounding DINO-B + SAM2-L share a GPU comfortably
+    models = {"detector": "grounding-dino", "tracker": "sam2-video"}
 
     def __init__(
         self,
@@ -132,30 +133,25 @@ class GroundAndTrack(Stage):
             if isinstance(model, str):
                 check_available(model, key)
 
-    def setup(self) -> None:
+    def load(self, attr: str, spec: str):
+        if attr == "detector":
+            return GroundingDinoDetector.from_pretrained(spec, self.device, self.torch_dtype(),
+                                                         box_threshold=self.box_threshold, text_threshold=self.text_threshold)  # fmt: skip
+        return Sam2VideoTracker.from_pretrained(spec, self.device, self.torch_dtype())
 
-        dtype = self.torch_dtype()
-        if isinstance(self.detector, str):
-            self.detector = GroundingDinoDetector.from_pretrained(
-                self.detector,
-                self.device,
-                dtype,
-                box_threshold=self.box_threshold,
-                text_threshold=self.text_threshold,
-            )
-        if isinstance(self.tracker, str):
-            self.tracker = Sam2VideoTracker.from_pretrained(self.tracker, self.device, dtype)
+    def model_options(self, attr: str) -> tuple:
+        return (self.box_threshold, self.text_threshold) if attr == "detector" else ()
 
     def process(self, sample):
         work = self.work_dir(sample)
         masks_path = work / "masks.npz"
         frames = load_video(sample["source_video"])
-        found = self.cached_json(work / "box.json", lambda: self.detector.detect(frames[0], sample["object"]))
+        found = self.cached_json(work / "box.json", lambda: self.model("detector").detect(frames[0], sample["object"]))
         if not found:
             raise StageError(f"object {sample['object']!r} not found on frame 0")
         box, score = found
         if not masks_path.is_file():
-            masks = self.tracker.track(frames, box)
+            masks = self.model("tracker").track(frames, box)
             if not masks[0].any():
                 raise StageError("the tracker gave an empty mask on frame 0")
             save_masks(masks_path, masks)

@@ -20,6 +20,7 @@ class Standardize(Stage):
     provides = ("source_video", "frame_indices", "fps")
     tracks = ("local",)
     resources = Resources(cpus=1)
+    thread_safe = True  # files only
 
     def __init__(self, frames: int = 81, fps: float = 16.0, height: int = 720, width: int = 1280):
         self.frames, self.fps, self.height, self.width = frames, fps, height, width

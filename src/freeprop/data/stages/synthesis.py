@@ -54,6 +54,7 @@ class VACESynthesis(Stage):
     name = "vace"
     provides = ("vace_mask", "edited_video")
     resources = Resources(cpus=2, gpus=1)
+    models = {"pipe": "vace"}
 
     def __init__(
         self,
@@ -86,11 +87,13 @@ class VACESynthesis(Stage):
         if self.lora:
             check_available(self.lora, "models.vace_lora")
 
-    def setup(self) -> None:
-        if isinstance(self.pipe, str):
-            dtype = self.torch_dtype()
-            self.pipe = load_vace(self.pipe, self.device, dtype, self.flow_shift, self.lora)
-            self.pipe.set_progress_bar_config(disable=True)
+    def load(self, attr: str, spec: str):
+        pipe = load_vace(spec, self.device, self.torch_dtype(), self.flow_shift, self.lora)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def model_options(self, attr: str) -> tuple:
+        return (self.flow_shift, self.lora)
 
     def inputs(self, sample) -> tuple[np.ndarray, np.ndarray | None, list | None, str]:
         """(VACE video, VACE mask or None, reference images or None, prompt) for this sample's task."""
@@ -123,7 +126,7 @@ class VACESynthesis(Stage):
         mask_path = work / f"vace-mask-{task}-{key}.npz"
         if not out.is_file():
             f, h, w = video.shape[:3]
-            result = self.pipe(
+            result = self.model("pipe")(
                 video=[Image.fromarray(frame) for frame in video],
                 mask=None if mask is None else [Image.fromarray(m) for m in to_video(mask)],
                 reference_images=None if references is None else [Image.fromarray(r) for r in references],
@@ -149,6 +152,7 @@ class Finish(Stage):
 
     name = "finish"
     provides = ("final_task", "instruction")
+    thread_safe = True  # files only
 
     def process(self, sample):
         task = sample["final_task"] or sample["task"]

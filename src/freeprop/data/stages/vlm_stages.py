@@ -28,29 +28,29 @@ class VLMStage(Stage):
         cpus=1, gpus=1
     )  # Qwen2.5-VL-72B needs several GPUs: use an OpenAI-compatible server
 
+    models = {"vlm": "vlm"}  # every VLM stage naming the same VLM shares one copy
+    thread_safe = False
+
     def __init__(self, vlm="stub:{}", retries: int = 3, device: str = "cpu", dtype: str | None = None):
-        self.vlm_spec, self.retries, self.device, self.dtype = vlm, retries, device, dtype
-        self.vlm = None if isinstance(vlm, str) else vlm
+        self.vlm, self.retries, self.device, self.dtype = vlm, retries, device, dtype
 
     def check(self) -> None:
-        if self.vlm is None and self.vlm_spec.startswith("qwen:"):
+        if isinstance(self.vlm, str) and self.vlm.startswith("qwen:"):
             from freeprop.hub import check_available
 
-            check_available(self.vlm_spec[5:], "models.vlm")
+            check_available(self.vlm[5:], "models.vlm")
 
-    def setup(self) -> None:
-        if self.vlm is None:
-            dtype = self.torch_dtype()
-            self.vlm = make_vlm(self.vlm_spec, self.device, dtype, flag="vlm")
+    def load(self, attr: str, spec: str):
+        return make_vlm(spec, self.device, self.torch_dtype(), flag="vlm")
 
     def ask(self, sample, cache: str, images, prompt_name: str, **fields) -> dict:
         prompt = getattr(prompts, prompt_name).format(**fields)
         keys = prompts.KEYS[prompt_name]
-        model = self.vlm_spec if isinstance(self.vlm_spec, str) else getattr(self.vlm, "name", type(self.vlm).__name__)
+        model = self.vlm if isinstance(self.vlm, str) else getattr(self.vlm, "name", type(self.vlm).__name__)
         key = self.input_key(model, prompt, *images)  # one content image, several styles: several answers
         return self.cached_json(
             self.work_dir(sample) / f"{cache}-{key}.json",
-            lambda: ask_json(self.vlm, images, prompt, keys, self.retries),
+            lambda: ask_json(self.model("vlm"), images, prompt, keys, self.retries),
         )
 
 
