@@ -1,6 +1,7 @@
 """The FFP-300K pipeline end to end on CPU: tiny real VACE / Wan I2V pipelines, scripted VLM / detector."""
 
 import json
+import urllib.error
 from dataclasses import replace
 
 import numpy as np
@@ -268,3 +269,41 @@ def test_build_config_clip_shapes_are_checked_before_any_model(override, message
     assert main(["data", "build", "configs/data/ffp300k.yaml", override, f"output={tmp_path / 'out'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and not (tmp_path / "out").exists()
+
+
+def test_transient_failures_are_retried_in_the_run_and_on_resume_permanent_ones_are_not(inputs, tiny_vace, tiny_i2v):
+    """A VLM server that blips is retried within the run; one that is down for the whole run leaves
+    transient failures that --resume runs again; a bad video's failure is for good (--retry-failed
+    revisits it)."""
+    cfg = config(inputs, stylization=GlobalTrack(), quality=Quality(verify=False, transient_backoff=0))
+
+    class Blip(ScriptedVLM):  # the server refuses the first two connections, then answers
+        def chat(self, images, prompt):
+            if len(self.calls) < 2:
+                self.calls.append(prompt)
+                raise ConnectionRefusedError("connection refused")
+            return super().chat(images, prompt)
+
+    summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v, Blip()), progress=False)
+    assert sum(summary.ok.values()) == 4 and set(summary.failed) == {("standardize", "FreePropInputError")}
+
+    out = inputs / "out2"
+    cfg = replace(cfg, output=str(out))
+
+    class Down(ScriptedVLM):
+        def chat(self, images, prompt):
+            self.calls.append(prompt)
+            raise urllib.error.URLError("server down")
+
+    down = Down()
+    summary = run_build(cfg, injected=injected(tiny_vace, tiny_i2v, down), progress=False)
+    assert len(down.calls) == 4 * 3  # four good samples, three passes (transient_retries = 2)
+    assert summary.failed[("identify_object", "transient")] == 4 and not summary.ok
+    rows = {r["sample_id"]: r for r in read_index(out).to_pylist()}
+    assert sum("identify_object: transient: URLError" in r["error"] for r in rows.values()) == 4
+
+    again = run_build(cfg, resume=True, injected=injected(tiny_vace, tiny_i2v), progress=False)
+    assert sum(again.ok.values()) == 4 and again.skipped == 4 and not again.failed  # bad videos: not revisited
+    assert len(read_index(out)) == 8
+    revisit = run_build(cfg, resume=True, retry_failed=True, injected=injected(tiny_vace, tiny_i2v), progress=False)
+    assert revisit.skipped == 4 and sum(revisit.failed.values()) == 4 and len(read_index(out)) == 8

@@ -148,3 +148,28 @@ def test_one_model_family_resident_at_a_time_and_shared_models_load_once_per_chu
     Model.loads = []
     list(LocalExecutor(chunk=0).run(stages, mixed_samples(8)))  # chunk 0: everything stays loaded
     assert sorted(Model.loads) == ["qwen", "vace-14b", "wan-i2v-14b"]
+
+
+def test_transient_failures_are_told_from_bad_samples():
+    import urllib.error
+
+    from freeprop.data.stages.base import is_transient
+
+    class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError, by name
+        pass
+
+    def http(code):
+        return urllib.error.HTTPError("http://x", code, "", {}, None)
+
+    for err in (ConnectionRefusedError(), TimeoutError(), urllib.error.URLError("down"), http(503), http(429),
+                OutOfMemoryError("CUDA out of memory"), MemoryError()):  # fmt: skip
+        assert is_transient(err), err
+    for err in (ValueError("bad video"), http(404), KeyError("object"), RuntimeError("shape mismatch")):
+        assert not is_transient(err), err
+
+    class Flaky(Double):
+        def process(self, sample):
+            raise TimeoutError("the server did not answer")
+
+    out = run_stage(Flaky(), samples(1)[0])
+    assert out["status"] == "failed" and out["error"].startswith("transient: TimeoutError")

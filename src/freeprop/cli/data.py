@@ -96,7 +96,10 @@ def _add_build(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. models.device=cuda local.frames=33")
     p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
     p.add_argument("--limit", type=positive_int, help="build at most N new samples")
-    p.add_argument("--resume", action="store_true", help="continue a dataset that already has an index")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a dataset that already has an index (transient failures are tried again)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: run every failed sample again, not only the transient failures")
     p.set_defaults(func=cmd_data_build)
 
 
@@ -108,7 +111,9 @@ def cmd_data_build(args: argparse.Namespace) -> None:
         from dataclasses import replace
 
         cfg = replace(cfg, execution=replace(cfg.execution, executor=args.executor))
-    summary = run_build(cfg, limit=args.limit, resume=args.resume)
+    if args.retry_failed and not args.resume:
+        raise FreePropInputError("--retry-failed continues a dataset: add --resume")
+    summary = run_build(cfg, limit=args.limit, resume=args.resume, retry_failed=args.retry_failed)
     print(summary.table())
     print(f"wrote {cfg.output} (index.parquet, shards, build_summary.json)")
 

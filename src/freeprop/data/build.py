@@ -112,6 +112,8 @@ class Quality:
     dedup: bool = True
     dedup_bits: int = 6  # max Hamming distance (of 64) on every hashed frame to count as a duplicate
     retries: int = 3  # VLM JSON retries
+    transient_retries: int = 2  # extra passes for samples that failed transiently (server down, OOM)
+    transient_backoff: float = 30.0  # seconds before the first extra pass, doubling after each
 
 
 @dataclass(frozen=True)
@@ -422,13 +424,43 @@ def _reason(error: str) -> str:
     return error.split(":", 1)[0][:60] if error else "unknown"
 
 
+def _commit(sample: dict, writer, dedup: DedupIndex, cfg: BuildConfig, summary: BuildSummary) -> None:
+    """A sample done with the stages → a pair in a shard (unless a near-duplicate), or a recorded failure."""
+    if sample["status"] == "pending":  # went through every stage
+        try:
+            pair = to_pair(sample)
+            hashes = pair_hashes(pair.source, pair.target)
+            if cfg.quality.dedup and dedup.is_duplicate(pair.sample_id, hashes, pair.task, pair.track):
+                sample |= {"status": "filtered", "stage": "dedup", "error": "duplicate: near-identical pair"}
+            else:
+                writer.add(pair)
+                dedup.add(pair.sample_id, hashes, pair.task, pair.track)
+                summary.ok[(pair.track, pair.task)] += 1
+                return
+        except Exception as err:  # a broken artefact fails this sample only
+            sample |= {"status": "failed", "stage": "write", "error": f"{type(err).__name__}: {err}"}
+    counter = summary.failed if sample["status"] == "failed" else summary.filtered
+    counter[(sample["stage"], _reason(sample["error"]))] += 1
+    writer.add_failure(sample["sample_id"], sample["task"], sample["track"],
+                       f"{sample['stage']}: {sample['error']}", sample["split"], sample["status"])  # fmt: skip
+
+
 def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, injected: dict | None = None,
-              progress: bool = True) -> BuildSummary:  # fmt: skip
-    """Build (or continue) the dataset described by `cfg`; returns the counts of this run."""
+              progress: bool = True, retry_failed: bool = False) -> BuildSummary:  # fmt: skip
+    """Build (or continue) the dataset described by `cfg`; returns the counts of this run.
+
+    A sample that fails *transiently* (a server down, a timeout, out of memory: `is_transient`) is
+    run again after the pass, up to `quality.transient_retries` more passes with a doubling backoff,
+    and only then recorded as failed (its error starting "transient: "). `resume` revisits such
+    failures of earlier runs too; `retry_failed` revisits every failed sample (not the filtered ones).
+    """
+    import time
+
     from tqdm.auto import tqdm
 
     from freeprop.data.executors import make_executor
     from freeprop.data.pairs import INDEX, PairWriter
+    from freeprop.data.stages.base import TRANSIENT
 
     output = Path(cfg.output)
     if (output / INDEX).is_file() and not resume:
@@ -436,7 +468,14 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
     samples = make_samples(cfg)
     summary = BuildSummary()
     stages = build_stages(cfg, injected)
-    with PairWriter(output, shard_size=cfg.execution.shard_size) as writer:
+
+    ids = {s["sample_id"] for s in samples}
+
+    def revisit(row: dict) -> bool:  # failures of earlier runs to run again
+        transient = TRANSIENT in (row["error"] or "")
+        return row["status"] == "failed" and row["sample_id"] in ids and (retry_failed or transient)
+
+    with PairWriter(output, shard_size=cfg.execution.shard_size, revisit=revisit) as writer:
         todo = [s for s in samples if s["sample_id"] not in writer.done]
         summary.skipped = len(samples) - len(todo)
         todo = todo[:limit] if limit is not None else todo
@@ -450,37 +489,23 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
         ]
         executor = make_executor(cfg.execution.executor, cfg.execution.workers, cfg.execution.ray_address,
                                  cfg.execution.ray_num_cpus, cfg.execution.chunk_size)  # fmt: skip
+        names, original = [stage.name for stage in stages], {s["sample_id"]: s for s in todo}
         try:
-            names = [stage.name for stage in stages]
-            for sample in executor.run(stages, todo):
-                reached = names.index(sample["stage"]) + 1 if sample["status"] != "pending" else len(stages)
-                for bar in bars[:reached]:
-                    bar.update(1)
-                if sample["status"] == "pending":  # went through every stage
-                    try:
-                        pair = to_pair(sample)
-                        hashes = pair_hashes(pair.source, pair.target)
-                        if cfg.quality.dedup and dedup.is_duplicate(pair.sample_id, hashes, pair.task, pair.track):
-                            sample |= {
-                                "status": "filtered",
-                                "stage": "dedup",
-                                "error": "duplicate: near-identical pair",
-                            }
-                        else:
-                            writer.add(pair)
-                            dedup.add(pair.sample_id, hashes, pair.task, pair.track)
-                            summary.ok[(pair.track, pair.task)] += 1
-                            continue
-                    except Exception as err:  # a broken artefact fails this sample only
-                        sample |= {
-                            "status": "failed",
-                            "stage": "write",
-                            "error": f"{type(err).__name__}: {err}",
-                        }
-                counter = summary.failed if sample["status"] == "failed" else summary.filtered
-                counter[(sample["stage"], _reason(sample["error"]))] += 1
-                writer.add_failure(sample["sample_id"], sample["task"], sample["track"],
-                                   f"{sample['stage']}: {sample['error']}", sample["split"], sample["status"])  # fmt: skip
+            for attempt in range(1 + max(0, cfg.quality.transient_retries)):
+                again = []
+                for sample in executor.run(stages, todo):
+                    last_try = attempt == cfg.quality.transient_retries
+                    if sample["status"] == "failed" and sample["error"].startswith(TRANSIENT) and not last_try:
+                        again.append(original[sample["sample_id"]])  # not committed: run it again
+                        continue
+                    reached = names.index(sample["stage"]) + 1 if sample["status"] != "pending" else len(stages)
+                    for bar in bars[:reached]:
+                        bar.update(1)
+                    _commit(sample, writer, dedup, cfg, summary)
+                if not again:
+                    break
+                time.sleep(cfg.quality.transient_backoff * 2**attempt)
+                todo = again
         finally:
             for bar in bars:
                 bar.close()

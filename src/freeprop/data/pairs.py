@@ -105,11 +105,14 @@ class PairWriter:
     (a killed writer may forget a few failures, which a re-run then retries).
     """
 
-    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = 12):
+    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = 12, revisit=None):
+        """`revisit(row) → bool`: index rows (failures) whose samples are to run again: dropped from the
+        index (at its next write) and from `done`."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.shard_size, self.crf = shard_size, crf
         self.rows = read_index(self.root).to_pylist() if (self.root / INDEX).exists() else []
+        self.rows = [r for r in self.rows if not (revisit and r["status"] != "ok" and revisit(r))]
         self.done = {r["sample_id"] for r in self.rows}
         for stale in self.root.glob("*.partial"):  # a shard a killed writer left unfinished
             stale.unlink()

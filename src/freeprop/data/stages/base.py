@@ -190,6 +190,21 @@ class Stage:
         return value
 
 
+TRANSIENT = "transient: "  # the error prefix of a failure worth retrying (the sample itself may be fine)
+
+
+def is_transient(err: BaseException) -> bool:
+    """A failure of the machine or a service rather than of the sample: a server down or timing out,
+    a dropped connection, out of (GPU) memory. Retried; a bad sample's error is recorded for good."""
+    import http.client
+    import urllib.error
+
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code in (408, 429) or err.code >= 500  # timeouts, rate limits, server errors
+    transient = (ConnectionError, TimeoutError, urllib.error.URLError, http.client.HTTPException, MemoryError)
+    return isinstance(err, transient) or type(err).__name__ == "OutOfMemoryError"  # torch's (CUDA) OOM
+
+
 def run_stage(stage: Stage, sample: dict[str, str]) -> dict[str, str]:
     """One stage on one sample, never raising: failures and filter decisions are recorded."""
     if sample["status"] != "pending" or not stage.applies(sample):
@@ -205,6 +220,6 @@ def run_stage(stage: Stage, sample: dict[str, str]) -> dict[str, str]:
         return sample | {
             "status": "failed",
             "stage": stage.name,
-            "error": f"{type(err).__name__}: {err}"[:500],
+            "error": (TRANSIENT if is_transient(err) else "") + f"{type(err).__name__}: {err}"[:500],
         }
     return {k: "" if v is None else str(v) for k, v in out.items()}
