@@ -118,8 +118,8 @@ def _rewrite_index(root, change):
         ("missing-column", "missing columns: instruction"),
         ("shard-escapes", "is outside"),
         ("id-escapes", "not a plain name"),
-        ("truncated-shard", "unreadable shard"),
-        ("garbage-shard", "unreadable shard"),
+        ("truncated-shard", "no member"),
+        ("garbage-shard", "no member"),
     ],
 )
 def test_damaged_or_hostile_datasets_are_one_line(small_dataset, damage, message, tmp_path, capsys):

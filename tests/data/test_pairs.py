@@ -3,6 +3,7 @@
 import pytest
 
 from freeprop.data.pairs import Pair, PairDataset, PairWriter
+from freeprop.errors import FreePropInputError
 from tests.conftest import moving_pattern
 
 
@@ -55,3 +56,62 @@ def test_a_full_disk_during_a_pair_write_keeps_the_dataset(tmp_path):
     assert PairDataset(tmp_path / "d").rows == before  # the previous state, intact and readable
     subprocess.run([*base, "--train", "12"], check=True, capture_output=True)
     assert len(PairDataset(tmp_path / "d").rows) == 12
+
+
+def _write(root, count=4, shard_size=2):
+    with PairWriter(root, shard_size=shard_size) as writer:
+        for i in range(count):
+            writer.add(pair(i))
+        writer.add_failure("bad0", "stylization", "global", "standardize: FreePropInputError: broken")
+
+
+def test_a_truncated_shard_keeps_its_other_samples_and_names_the_damaged_one(tmp_path):
+    _write(tmp_path, count=4, shard_size=4)
+    shard = tmp_path / "shard-000000.tar"
+    data = shard.read_bytes()
+    cut = data.index(b"p3.target.mp4")  # the last sample's target member is cut off
+    shard.write_bytes(data[: cut + 600])
+    dataset = PairDataset(tmp_path)
+    assert [dataset[i].sample_id for i in range(3)] == ["p0", "p1", "p2"]  # before the damage: readable
+    with pytest.raises(FreePropInputError, match=r"shard-000000.tar: no member p3.target.mp4 \(member p3.target.mp4 cut short\)"):
+        dataset[3]
+
+
+def test_repair_rebuilds_a_lost_index_from_the_shards(tmp_path, capsys):
+    from freeprop.cli import main
+    from freeprop.data.pairs import read_index
+
+    _write(tmp_path)
+    before = {r["sample_id"]: r for r in read_index(tmp_path).to_pylist()}
+    assert all(len(r["checksum"]) == 64 for r in before.values() if r["status"] == "ok")
+    (tmp_path / "index.parquet").write_bytes(b"garbage")  # the index is gone; the shards are whole
+    assert main(["data", "repair", str(tmp_path), "--check"]) == 0  # nothing wrong with the samples
+    assert (tmp_path / "index.parquet").read_bytes() == b"garbage"  # --check writes nothing
+    assert main(["data", "repair", str(tmp_path)]) == 0
+    after = {r["sample_id"]: r for r in read_index(tmp_path).to_pylist()}
+    assert after == {k: v for k, v in before.items() if v["status"] == "ok"}  # the failure row went with the index
+    assert (tmp_path / "index.parquet.bak").read_bytes() == b"garbage"
+    assert "kept 4 samples and 0 failure rows; 0 bad, 0 lost; old index unreadable" in capsys.readouterr().out
+    assert PairDataset(tmp_path)[3].instruction == before["p3"]["instruction"]
+
+
+def test_repair_reports_damaged_members_per_sample_and_keeps_the_rest(tmp_path, capsys):
+    import tarfile
+
+    from freeprop.cli import main
+    from freeprop.data.pairs import read_index
+
+    _write(tmp_path)
+    second = tmp_path / "shard-000001.tar"  # p2, p3: alter one byte of p2's target in place
+    with tarfile.open(second) as tar:
+        info = tar.getmember("p2.target.mp4")
+    data = bytearray(second.read_bytes())
+    data[info.offset_data + info.size // 2] ^= 0xFF
+    second.write_bytes(bytes(data))
+    assert main(["data", "repair", str(tmp_path), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "bad sample: p2 (shard-000001.tar): checksum mismatch (a member was altered)" in out
+    assert "lost: p2 (ok in the old index, no complete copy in the shards)" in out
+    assert main(["data", "repair", str(tmp_path)]) == 0
+    rows = {r["sample_id"]: r["status"] for r in read_index(tmp_path).to_pylist()}
+    assert rows == {"p0": "ok", "p1": "ok", "p3": "ok", "bad0": "failed"}  # the failure row is kept

@@ -20,7 +20,7 @@ from freeprop.errors import FreePropInputError
 def add_parser(sub) -> None:
     data = sub.add_parser("data", help="datasets in the pair format (tar shards + index.parquet)")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    for add in (_add_synth, _add_build, _add_review, _add_finetune_vace, _add_inspect):
+    for add in (_add_synth, _add_build, _add_review, _add_finetune_vace, _add_inspect, _add_repair):
         add(data_sub)
 
 
@@ -215,3 +215,45 @@ def cmd_data_inspect(args: argparse.Namespace) -> None:
     print(json.dumps(stats, indent=1))
     if args.contact_sheet and stats["status"].get("ok"):
         print(f"wrote {args.contact_sheet} (source frame 0 | edited frame 0 | edited middle | mask)")
+
+
+# ----------------------------------------------------------------------------------------------
+# repair
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_repair(sub) -> None:
+    p = sub.add_parser(
+        "repair",
+        help="rebuild index.parquet from the shards (lost or corrupt index, damaged shards)",
+        description="Every sample whose video members are complete and match their checksum gets back the "
+        "index row its shard carries (in <id>.meta.json); damaged members are reported per sample and the "
+        "shard's other samples kept; failure rows of a readable old index are kept. The old index is saved "
+        "as index.parquet.bak. --check reports without changing anything (exit 1 if anything is wrong).",
+    )
+    p.add_argument("dataset", help="pair-format folder (shard-*.tar [+ index.parquet])")
+    p.add_argument("--check", action="store_true", help="report only; write nothing")
+    p.set_defaults(func=cmd_data_repair)
+
+
+def cmd_data_repair(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from freeprop.data.pairs import repair_index
+
+    root = Path(args.dataset)
+    if not root.is_dir() or not any(root.glob("shard-*.tar")):
+        raise FreePropInputError(f"{root}: no shard-*.tar here; pass a pair-format folder")
+    report = repair_index(root, write=not args.check)
+    for line in report["shards"]:
+        print(f"damaged shard: {line}")
+    for line in report["bad"]:
+        print(f"bad sample: {line}")
+    for sid in report["lost"]:
+        print(f"lost: {sid} (ok in the old index, no complete copy in the shards)")
+    verb = "would keep" if args.check else "kept"
+    print(f"{verb} {report['kept']} samples and {report['failures_kept']} failure rows; {len(report['bad'])} bad, "
+          f"{len(report['lost'])} lost; old index {report['old_index']}"
+          + ("" if args.check else f"; wrote {root / 'index.parquet'} (old one: index.parquet.bak)"))  # fmt: skip
+    problems = report["shards"] or report["bad"] or report["lost"]
+    return 1 if args.check and problems else 0

@@ -6,7 +6,9 @@ A dataset is a folder of WebDataset-style tar shards plus one Parquet index:
     root/
       shard-000000.tar    members "<sample_id>.source.mp4", ".target.mp4", [".mask.mp4"], ".meta.json"
       shard-000001.tar
-      index.parquet       one row per sample: sample_id, shard, task, track, status, error, sizes, captions
+      index.parquet       one row per sample: sample_id, shard, task, track, status, error, sizes, captions,
+                          checksum (sha256 of the video members); each row is also in its .meta.json,
+                          so `repair_index` can rebuild the index from the shards
 
 Target frame 0 is the edited first frame. A shard becomes visible (renamed from `.partial`) only once
 complete, and its rows are committed to the index right after, so a killed writer loses at most the
@@ -50,7 +52,10 @@ INDEX_COLUMNS = {
     "target_caption": pa.string(),
     "has_mask": pa.bool_(),
     "split": pa.string(),
+    "checksum": pa.string(),  # sha256 of the sample's video members (absent in datasets older than it)
 }
+OPTIONAL_COLUMNS = ("checksum",)
+VIDEO_MEMBERS = ("source.mp4", "target.mp4", "mask.mp4")
 
 
 @dataclass
@@ -143,32 +148,23 @@ class PairWriter:
         if self._tar is None:
             self._open_shard()
         sid = pair.sample_id
-        _add_member(self._tar, f"{sid}.source.mp4", _encode_video(pair.source, pair.fps, self.crf))
-        _add_member(self._tar, f"{sid}.target.mp4", _encode_video(pair.target, pair.fps, self.crf))
+        videos = {"source.mp4": _encode_video(pair.source, pair.fps, self.crf),
+                  "target.mp4": _encode_video(pair.target, pair.fps, self.crf)}  # fmt: skip
         if pair.mask is not None:
             mask = np.repeat(np.asarray(pair.mask, np.uint8)[..., None], 3, axis=-1)
-            _add_member(self._tar, f"{sid}.mask.mp4", _encode_video(mask, pair.fps, self.crf))
-        _add_member(self._tar, f"{sid}.meta.json", json.dumps(pair.meta | {"fps": pair.fps}).encode())
+            videos["mask.mp4"] = _encode_video(mask, pair.fps, self.crf)
         f, h, w = pair.source.shape[:3]
-        self._pending.append(
-            dict(
-                sample_id=sid,
-                shard=self._shard_name,
-                task=pair.task,
-                track=pair.track,
-                status="ok",
-                error="",
-                num_frames=f,
-                height=h,
-                width=w,
-                fps=pair.fps,
-                instruction=pair.instruction,
-                source_caption=pair.source_caption,
-                target_caption=pair.target_caption,
-                has_mask=pair.mask is not None,
-                split=pair.split,
-            )
-        )
+        row = dict(
+            sample_id=sid, shard=self._shard_name, task=pair.task, track=pair.track, status="ok", error="",
+            num_frames=f, height=h, width=w, fps=pair.fps, instruction=pair.instruction,
+            source_caption=pair.source_caption, target_caption=pair.target_caption, has_mask=pair.mask is not None,
+            split=pair.split, checksum=checksum(videos),
+        )  # fmt: skip
+        for kind, data in videos.items():
+            _add_member(self._tar, f"{sid}.{kind}", data)
+        # the sample's index row travels in its shard too: `repair_index` rebuilds the index from shards
+        _add_member(self._tar, f"{sid}.meta.json", json.dumps(pair.meta | {"fps": pair.fps, "index": row}).encode())
+        self._pending.append(row)
         self.done.add(sid)
         if len(self._pending) >= self.shard_size:
             self._commit_shard()
@@ -216,10 +212,49 @@ def read_index(root: str | os.PathLike) -> pa.Table:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise FreePropInputError(f"{path}: unreadable index ({type(err).__name__}: {str(err)[:120]})") from None
-    missing = [name for name in INDEX_COLUMNS if name not in table.column_names]
+    missing = [name for name in INDEX_COLUMNS if name not in table.column_names and name not in OPTIONAL_COLUMNS]
     if missing:
-        raise FreePropInputError(f"{path}: not a pair-format index (missing columns: {', '.join(missing)})")
+        raise FreePropInputError(f"{path}: not a pair-format index (missing columns: {', '.join(missing)}); "
+                                 f"rebuild it from the shards: freeprop data repair {root}")
+    for name in OPTIONAL_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), INDEX_COLUMNS[name]))
     return table
+
+
+def checksum(videos: dict[str, bytes]) -> str:
+    """sha256 over a sample's video members (kind → bytes), in a fixed order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for kind in VIDEO_MEMBERS:
+        if kind in videos:
+            digest.update(kind.encode() + len(videos[kind]).to_bytes(8, "little") + videos[kind])
+    return digest.hexdigest()
+
+
+def scan_shard(path: Path) -> tuple[dict[str, tarfile.TarInfo], str | None]:
+    """The complete members of a shard by name, and what stopped the scan early (None if nothing did):
+    a shard truncated or damaged part-way keeps every member before the damage."""
+    members, problem = {}, None
+    size = path.stat().st_size
+    try:
+        with tarfile.open(path) as tar:
+            while True:
+                try:
+                    info = tar.next()
+                except (tarfile.TarError, OSError) as err:
+                    problem = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+                    break
+                if info is None:
+                    break
+                if info.offset_data + info.size > size:
+                    problem = f"member {info.name} cut short"
+                    break
+                members[info.name] = info
+    except (tarfile.TarError, OSError) as err:
+        problem = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+    return members, problem
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -254,18 +289,17 @@ class PairDataset:
             raise FreePropInputError(f"{root}: no usable samples (split={split}, tasks={tasks})")
         self.rows = rows
         self._members: dict[str, dict[str, tarfile.TarInfo]] = {}
+        self._problems: dict[str, str | None] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def _member_bytes(self, shard: str, name: str) -> bytes | None:
         if shard not in self._members:
-            try:
-                with tarfile.open(self.root / shard) as tar:
-                    self._members[shard] = {m.name: m for m in tar.getmembers()}
-            except (tarfile.TarError, OSError) as err:
-                detail = str(err).splitlines()[0]
-                raise FreePropInputError(f"{self.root / shard}: unreadable shard ({type(err).__name__}: {detail})") from None
+            if not (self.root / shard).is_file():
+                raise FreePropInputError(f"{self.root / shard}: shard missing (named by {INDEX}); "
+                                         f"freeprop data repair {self.root} rebuilds the index from the shards there are")  # fmt: skip
+            self._members[shard], self._problems[shard] = scan_shard(self.root / shard)
         info = self._members[shard].get(name)
         if info is None:
             return None
@@ -274,11 +308,13 @@ class PairDataset:
             return handle.read(info.size)
 
     def _video(self, shard: str, name: str, required: bool = False) -> np.ndarray | None:
-        """A decoded video member; a missing or corrupt one is named by shard and member."""
+        """A decoded video member; a missing or corrupt one is named by shard and member (the shard's
+        other samples stay readable)."""
         data = self._member_bytes(shard, name)
         if data is None:
             if required:
-                raise FreePropInputError(f"{self.root / shard}: no member {name} (truncated or foreign shard)")
+                why = self._problems.get(shard) or "not in the shard"
+                raise FreePropInputError(f"{self.root / shard}: no member {name} ({why})")
             return None
         try:
             return _decode(data)
@@ -315,3 +351,86 @@ class PairDataset:
 
 def video_of(pair: Pair, which: str = "source") -> Video:
     return Video(getattr(pair, which), pair.fps)
+
+
+def repair_index(root: str | os.PathLike, write: bool = True) -> dict:
+    """Rebuild `index.parquet` from the shards (`freeprop data repair`).
+
+    Every sample whose video members are complete and match their recorded checksum gets back the
+    index row stored in its `.meta.json` member; a damaged member (cut short, missing, altered) is
+    reported for its sample and the shard's other samples are kept. Failure rows of the old index are
+    kept when it can still be read. With `write`, the old index is kept as `index.parquet.bak` and the
+    new one written atomically; without, nothing changes (a check). Returns the report.
+    """
+    root = Path(root)
+    report = {"kept": 0, "bad": [], "lost": [], "shards": [], "failures_kept": 0, "old_index": "missing"}
+    old_rows = []
+    if (root / INDEX).is_file():
+        try:
+            old_rows, report["old_index"] = read_index(root).to_pylist(), "read"
+        except FreePropInputError:
+            report["old_index"] = "unreadable"
+    old_ok = {r["sample_id"]: r for r in old_rows if r["status"] == "ok"}
+    rows: dict[str, dict] = {}
+    for shard in sorted(root.glob("shard-*.tar")):
+        members, problem = scan_shard(shard)
+        if problem:
+            report["shards"].append(f"{shard.name}: {problem}")
+        for sid, kinds in _by_sample(members).items():
+            reason, row = _sample_row(shard, sid, kinds, old_ok.get(sid))
+            if reason:
+                report["bad"].append(f"{sid} ({shard.name}): {reason}")
+            elif sid in rows:
+                report["bad"].append(f"{sid} ({shard.name}): duplicate of the copy in {rows[sid]['shard']}")
+            else:
+                rows[sid] = row
+    report["lost"] = sorted(set(old_ok) - set(rows))
+    failures = [r for r in old_rows if r["status"] != "ok" and r["sample_id"] not in rows]
+    report["kept"], report["failures_kept"] = len(rows), len(failures)
+    if write:
+        import shutil
+
+        if (root / INDEX).is_file():
+            shutil.copyfile(root / INDEX, root / (INDEX + ".bak"))
+        table = pa.Table.from_pylist([*rows.values(), *failures], schema=pa.schema(INDEX_COLUMNS))
+        with atomic_path(root / INDEX) as tmp:
+            pq.write_table(table, tmp)
+    return report
+
+
+def _by_sample(members: dict[str, tarfile.TarInfo]) -> dict[str, dict[str, tarfile.TarInfo]]:
+    grouped: dict[str, dict[str, tarfile.TarInfo]] = {}
+    for name, info in members.items():
+        sid, _, kind = name.partition(".")
+        grouped.setdefault(sid, {})[kind] = info
+    return grouped
+
+
+def _sample_row(shard: Path, sid: str, kinds: dict, old_row: dict | None) -> tuple[str, dict | None]:
+    """(what is wrong, or "") and the sample's index row, from its members."""
+    with open(shard, "rb") as handle:
+
+        def read(kind):
+            handle.seek(kinds[kind].offset_data)
+            return handle.read(kinds[kind].size)
+
+        try:
+            row = json.loads(read("meta.json")).get("index") if "meta.json" in kinds else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "meta.json is not JSON", None
+        if row is None:  # written before shards carried their rows: the old index's row, if any
+            if old_row is None or old_row["shard"] != shard.name:
+                return "no index row in meta.json and none in the old index", None
+            row = old_row
+        needed = ["source.mp4", "target.mp4"] + (["mask.mp4"] if row.get("has_mask") else [])
+        missing = [kind for kind in needed if kind not in kinds]
+        if missing:
+            return f"missing {', '.join(missing)}", None
+        videos = {kind: read(kind) for kind in VIDEO_MEMBERS if kind in kinds}
+    if row.get("checksum") and checksum(videos) != row["checksum"]:
+        return "checksum mismatch (a member was altered)", None
+    try:
+        safe_name(sid, f"{shard}: sample id")
+    except FreePropInputError as err:
+        return str(err), None
+    return "", {name: row.get(name) for name in INDEX_COLUMNS} | {"shard": shard.name, "status": "ok", "error": ""}
