@@ -85,7 +85,10 @@ def test_source_lists_with_captions(tmp_path):
     samples = make_samples(
         BuildConfig(output=str(tmp_path / "o"), local=LocalTrack(sources=str(tmp_path / "list.csv")))
     )
-    assert [(s["task"], s["caption_in"]) for s in samples] == [
+    assert [s["caption_in"] for s in samples] == ["", ""]  # by default the VLM captions every clip (§7.1)
+    opted = make_samples(BuildConfig(output=str(tmp_path / "o"),
+                                     local=LocalTrack(sources=str(tmp_path / "list.csv"), use_source_captions=True)))  # fmt: skip
+    assert [(s["task"], s["caption_in"]) for s in opted] == [
         ("swap", "a red ball"),
         ("removal", "a red ball"),
     ]

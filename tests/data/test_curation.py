@@ -143,5 +143,21 @@ def test_the_review_page_shows_decisions_saved_earlier(removals, tmp_path):
             page.wait_for_function(f'document.querySelector(\'input[name="{first_id}"][value="reject"]\').checked')
             assert radio.is_checked()
             browser.close()
+        paged = write_review(removals, tmp_path / "paged", per_page=1)  # two removals: two pages
+        server2 = make_review_server(tmp_path / "paged", port=0)
+        threading.Thread(target=server2.serve_forever, daemon=True).start()
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server2.server_address[1]}/index.html")
+            assert page.locator(".card:visible").count() == 1 and page.inner_text("#page") == "page 1 of 2"
+            first = page.locator(".card:visible").get_attribute("data-id")
+            page.click("#next")
+            assert page.inner_text("#page") == "page 2 of 2" and page.locator(".card:visible").count() == 1
+            assert page.locator(".card:visible").get_attribute("data-id") != first
+            browser.close()
+        server2.shutdown()
+        assert paged.read_text().count("loading=lazy") == 2
     finally:
         server.shutdown()

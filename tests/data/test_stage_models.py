@@ -88,11 +88,24 @@ def test_depth_normalisation_uses_one_range_for_the_whole_video():
     assert video[0].max() == 0 and video[1].min() == 255 and video.shape == (2, 2, 2, 3)
 
 
-def test_i2v_sizing_matches_diffusers_example():
+def test_i2v_videos_are_720p_whatever_the_image_aspect():
     assert i2v_size(720, 1280) == (720, 1280)
-    assert i2v_size(1000, 1000) == (960, 960)  # area ≈ 720·1280, multiples of 16
-    h, w = i2v_size(1280, 720)
-    assert (h, w) == (1280, 720)
+    assert i2v_size(1000, 1000) == (720, 1280)  # a square image: 16:9 like the local track, not 960×960
+    assert i2v_size(1280, 720) == i2v_size(3000, 1000) == (1280, 720)  # portrait images stay portrait
+    assert i2v_size(480, 832, max_area=480 * 832) == (464, 832)  # sides multiples of 16, area ≈ max_area
+
+
+def test_standardize_keeps_a_portrait_clip_portrait(tmp_path):
+    from freeprop.data.stages.standardize import Standardize
+
+    stage = Standardize(frames=5, fps=16, height=16, width=32)
+    assert stage.size_for(64, 48) == (32, 16) and stage.size_for(48, 64) == (16, 32)
+    assert Standardize(5, 16, 16, 32, keep_orientation=False).size_for(64, 48) == (16, 32)
+    source = tmp_path / "portrait.mp4"
+    save_video(source, moving_pattern(8, 64, 48), 16)
+    out = run_stage(stage, new_sample(sample_id="p", track="local", task="swap", source=str(source),
+                                      work=str(tmp_path / "w")))  # fmt: skip
+    assert out["status"] == "pending" and load_video(out["source_video"]).shape == (5, 32, 16, 3)
 
 
 def test_vlm_stage_on_the_real_qwen_class_records_unusable_replies(tiny_qwen_vl, tmp_path):

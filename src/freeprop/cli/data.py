@@ -134,6 +134,7 @@ def _add_review(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="review folder")
     p.add_argument("--task", default="removal", help="which task to review (default removal)")
     p.add_argument("--limit", type=positive_int, help="at most N pairs")
+    p.add_argument("--per-page", type=positive_int, default=48, help="pairs shown per page (default 48)")
     p.add_argument("--serve", type=_port, nargs="?", const=8765, help="serve on 127.0.0.1:PORT (default 8765)")
     p.set_defaults(func=cmd_data_review)
 
@@ -149,7 +150,7 @@ def cmd_data_review(args: argparse.Namespace) -> None:
     from freeprop.data.curation import make_review_server, write_review
 
     output_folder(args.output)
-    page = write_review(args.dataset, args.output, args.task, args.limit)
+    page = write_review(args.dataset, args.output, args.task, args.limit, args.per_page)
     print(f"wrote {page}")
     if args.serve is not None:
         server = make_review_server(args.output, args.serve)

@@ -55,6 +55,9 @@ class LocalTrack:
     fps: float = 16.0
     height: int = 720
     width: int = 1280
+    keep_orientation: bool = True  # portrait sources become height×width swapped (1280×720), not cropped
+    use_source_captions: bool = False  # a caption column in `sources` replaces the paper's Original Caption
+    # prompt (§7.1) only when asked: the paper captions every clip with the VLM
 
     def __post_init__(self):
         bad = set(self.tasks) - set(LOCAL_TASKS)
@@ -69,8 +72,8 @@ class GlobalTrack:
     pairs: str | None = None  # or a CSV of content_image,style_image
     frames: int = 81
     fps: float = 16.0
-    max_area: int = 720 * 1280
-    min_side: int = 256  # content / style images smaller than this are recorded as failed
+    max_area: int = 720 * 1280  # videos are 16:9 (9:16 for portrait images) at this area: 720p by default
+    min_side: int = 256  # ours, not the paper's: content / style images smaller than this fail the sample
 
     def __post_init__(self):
         check_clip_shape("stylization", self.frames, self.fps)
@@ -212,7 +215,7 @@ def make_samples(cfg: BuildConfig) -> list[dict[str, str]]:
                         task=task,
                         split=cfg.split,
                         source=path,
-                        caption_in=caption,
+                        caption_in=caption if cfg.local.use_source_captions else "",
                         work=str(work_root / source_id),
                     )  # fmt: skip
                 )
@@ -249,7 +252,8 @@ def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
     dev = dict(device=m.device, dtype=m.dtype)
     vlm = dict(vlm=inj.get("vlm", m.vlm), retries=q.retries, **dev)
     stages = [
-        standardize.Standardize(cfg.local.frames, cfg.local.fps, cfg.local.height, cfg.local.width),
+        standardize.Standardize(cfg.local.frames, cfg.local.fps, cfg.local.height, cfg.local.width,
+                                cfg.local.keep_orientation),
         vlm_stages.IdentifyObject(**vlm),
         vlm_stages.Captions(**vlm),
         grounding.GroundAndTrack(

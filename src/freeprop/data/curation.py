@@ -28,9 +28,11 @@ from freeprop.video import atomic_path, write_video
 
 
 def write_review(
-    dataset: str | Path, folder: str | Path, task: str = "removal", limit: int | None = None
+    dataset: str | Path, folder: str | Path, task: str = "removal", limit: int | None = None, per_page: int = 48
 ) -> Path:
-    """Side-by-side GIFs and `index.html` for the `task` pairs of a pair dataset; returns the page."""
+    """Side-by-side GIFs and `index.html` for the `task` pairs of a pair dataset; returns the page.
+    The page shows `per_page` pairs at a time (the paper curates 14,389 removals: one page of them
+    all would load every GIF at once); decisions on every page are kept and saved together."""
     import cv2
 
     from freeprop.data.pairs import PairDataset
@@ -53,7 +55,7 @@ def write_review(
         write_video(folder / "clips" / f"{pair.sample_id}.gif", both, pair.fps)
         sid = html.escape(pair.sample_id)
         cards.append(
-            f'<div class=card data-id="{sid}"><img src="clips/{sid}.gif"><p>{html.escape(pair.instruction)}</p>'
+            f'<div class=card data-id="{sid}"><img loading=lazy src="clips/{sid}.gif"><p>{html.escape(pair.instruction)}</p>'
             f'<label><input type=radio name="{sid}" value=accept> accept</label> '
             f'<label><input type=radio name="{sid}" value=reject> reject</label></div>'
         )
@@ -61,9 +63,20 @@ def write_review(
 <style>body{{font-family:sans-serif;margin:1.5em}} .card{{display:inline-block;margin:8px;vertical-align:top;width:340px}}
 img{{max-width:330px}} #bar{{position:sticky;top:0;background:#fff;padding:6px}}</style>
 <div id=bar><b>{len(cards)} {html.escape(task)} candidates</b> — left: source, right: edit.
-<button onclick="save()">Save decisions</button> <span id=msg></span></div>
+<button onclick="save()">Save decisions</button> <span id=msg></span>
+<button id=prev onclick="show(page - 1)">&larr; previous</button> <span id=page></span>
+<button id=next onclick="show(page + 1)">next &rarr;</button></div>
 {"".join(cards)}
 <script>
+const PER_PAGE = {int(per_page)}, cards = [...document.querySelectorAll('.card')];
+const pages = Math.max(1, Math.ceil(cards.length / PER_PAGE));
+let page = 0;
+function show(p) {{  // hidden cards' lazy GIFs are not fetched
+  page = Math.max(0, Math.min(p, pages - 1));
+  cards.forEach((c, i) => c.style.display = Math.floor(i / PER_PAGE) === page ? 'inline-block' : 'none');
+  document.getElementById('page').textContent = `page ${{page + 1}} of ${{pages}}`;
+}}
+show(0);
 function decisions() {{
   const out = {{}};
   document.querySelectorAll('.card').forEach(c => {{

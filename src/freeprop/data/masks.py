@@ -72,7 +72,7 @@ def coverage(masks: np.ndarray) -> float:
 
 
 def is_large(masks: np.ndarray, limit: float = 0.9) -> bool:
-    """True if any frame's mask covers more than `limit` of the frame."""
+    """True if any frame's mask covers more than `limit` of the frame (a filter of ours; the paper has none)."""
     masks = np.asarray(masks).astype(bool)
     return bool(len(masks)) and float(masks.reshape(len(masks), -1).mean(1).max()) > limit
 

@@ -98,7 +98,8 @@ KEYS = {
     "SEMANTIC_VERIFICATION": ("Match",),
 }
 
-# Instructions stored with each pair (for instruction-based training and the VLM judge).
+# Instructions stored with each pair (for instruction-based training and the VLM judge). Ours: the paper
+# does not say how its pairs' instructions are phrased.
 INSTRUCTIONS = {
     "swap": "Replace the {object} with a different object.",
     "modification": "Change the appearance of the {object}.",

@@ -25,8 +25,10 @@ DEPTH_ANYTHING_V2 = "depth-anything/Depth-Anything-V2-Large-hf"
 
 
 def i2v_size(height: int, width: int, max_area: int = 720 * 1280, multiple: int = 16) -> tuple[int, int]:
-    """diffusers' Wan I2V sizing: keep the image's aspect, area ≈ max_area, sides multiples of 16."""
-    aspect = height / width
+    """The global track's video size: 16:9 (9:16 for a portrait image) at area ≈ max_area, sides multiples
+    of 16 — 720×1280 by default, the local track's 720p (paper §3); the image is cover-cropped to it.
+    (diffusers' Wan I2V example keeps the image's own aspect: a square image would give 960×960.)"""
+    aspect = 16 / 9 if height > width else 9 / 16
     h = round(math.sqrt(max_area * aspect)) // multiple * multiple
     w = round(math.sqrt(max_area / aspect)) // multiple * multiple
     return max(multiple, h), max(multiple, w)

@@ -9,9 +9,9 @@ video propagation of that box through every frame (paper §3.1), both through tr
   post-processed to the frame size and binarised.
 
 Both sit behind one-method interfaces (`detect(image, phrase)`, `track(frames, box)`) so tests can
-inject tiny real models or scripted ones. No box → the sample fails ("object not found"); a mask
-empty on frame 0 fails it too; masks covering > `max_coverage` of a frame are filtered (too large
-for a local edit).
+inject tiny real models or scripted ones. Ours, not the paper's (it names no such rules): no box →
+the sample fails ("object not found"); a mask empty on frame 0 fails it too; masks covering
+> `max_coverage` of a frame are filtered (too large for a local edit).
 """
 
 from __future__ import annotations
