@@ -6,8 +6,9 @@ Part 1 times the CPU stages on synthetic clips (66 source frames at 30 fps, 1.5�
 `standardize` (PyAV decode → 16 fps resample → cover-crop → H.264 encode) and a mask stage (the
 swap erosion and removal mask ∪ bbox of `data/masks.py` on a tracked disc, then the .npz write), in
 frames per second of output. Part 2 runs the same two stages over the same clips with the local
-executor (2 threads) and with Ray Data (a local Ray, 2 actors per stage), fresh work folders each,
-and prints both wall times and their ratio (Ray start-up excluded, reported separately).
+executor (2 threads) and with Ray Data on a local Ray of 2 CPUs, first with 1 actor per stage, then
+with 2 (fresh work folders each, after a one-clip warm-up; Ray start-up reported separately), and
+prints the wall times and the 1 → 2 worker speed-up.
 """
 
 from __future__ import annotations
@@ -96,15 +97,24 @@ def main() -> None:
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     startup = time.perf_counter() - start
-    for stage in stages:
-        stage.workers = 2
-    start = time.perf_counter()
-    results = list(RayExecutor().run(stages, samples(paths, tmp / "ray")))
-    on_ray = time.perf_counter() - start
+    print(f"local executor, both stages (2 threads): {local:.2f} s; Ray start-up {startup:.1f} s")
+    scaled = stages[:1]  # one stage's pool (two stages of one actor each already fill 2 CPUs)
+    for autoscale in (False, True):
+        times = {}
+        for workers in (1, 2):  # standardize with one, then two actors, on 2 CPUs
+            scaled[0].workers = workers
+            executor = RayExecutor(autoscale=autoscale)
+            start = time.perf_counter()  # one clip: the pool's start-up (actors, imports) and one clip's work
+            list(executor.run(scaled, samples(paths[:1], tmp / f"one{workers}{autoscale}")))
+            one = time.perf_counter() - start
+            start = time.perf_counter()
+            results = list(executor.run(scaled, samples(paths, tmp / f"ray{workers}{autoscale}")))
+            times[workers] = time.perf_counter() - start - one * (1 - 1 / len(paths))  # start-up taken out
+            assert all(r["status"] == "pending" for r in results), [r["error"] for r in results]
+        pool = "autoscaling 1..2" if autoscale else "fixed"
+        print(f"Ray Data, standardize, {pool} pool: 1 actor {times[1]:.2f} s, 2 actors {times[2]:.2f} s "
+              f"(pool start-up excluded); 1 → 2 workers: {times[1] / times[2]:.2f}x")  # fmt: skip
     ray.shutdown()
-    assert all(r["status"] == "pending" for r in results), [r["error"] for r in results]
-    print(f"local executor (2 threads): {local:.2f} s; Ray Data (2 actors per stage): {on_ray:.2f} s "
-          f"(+ {startup:.1f} s to start Ray); Ray / local = {on_ray / local:.2f}")  # fmt: skip
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -34,6 +34,14 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 MAX_SIDE = 8192  # larger than 8K is almost surely a wrong file or a wrong argument
 DEFAULT_FPS = 16.0  # Wan2.1 is trained at 16 fps; also the rate assumed for frame folders
 MAX_DECODED_BYTES = 16 * 2**30  # refuse to decode more than this into memory
+_CODEC_THREADS: int | None = None  # threads per decoder / encoder; None = FFmpeg's choice (every core)
+
+
+def set_codec_threads(threads: int | None) -> None:
+    """Limit every decoder and encoder of this process to `threads` (a Ray worker given 1 CPU must not
+    run one codec thread per core of a shared node); None restores FFmpeg's own choice."""
+    global _CODEC_THREADS
+    _CODEC_THREADS = threads
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -167,6 +175,8 @@ def _decoded_frames(path: Path, container, max_frames: int | None) -> Iterator[n
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if _CODEC_THREADS:
+            stream.thread_count = _CODEC_THREADS
         try:
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format="rgb24")
@@ -314,7 +324,9 @@ class VideoWriter:
                 self._stream = self._out.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
                 self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
                 self._stream.pix_fmt = "yuv420p"
-                self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+                self._stream.options = {"crf": str(self.crf), "preset": "medium"} | (
+                    {"threads": str(_CODEC_THREADS)} if _CODEC_THREADS else {}
+                )
             self._out.mux(self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         self.count += 1
 

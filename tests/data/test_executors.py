@@ -173,3 +173,21 @@ def test_transient_failures_are_told_from_bad_samples():
 
     out = run_stage(Flaky(), samples(1)[0])
     assert out["status"] == "failed" and out["error"].startswith("transient: TimeoutError")
+
+
+class NeverWanted(Double):
+    """A global-track stage whose model must not load when no global sample exists."""
+
+    name = "never"
+    tracks = ("global",)
+
+    def setup(self):
+        raise AssertionError("a pool was made for a stage without work")
+
+
+def test_ray_makes_no_pool_for_a_stage_without_work_and_vlm_gpus_follow_where_it_runs(local_ray):
+    check(list(RayExecutor().run([Double(), NeverWanted(), DropOdd()], samples())))  # all local samples
+    from freeprop.data.stages.vlm_stages import IdentifyObject
+
+    assert IdentifyObject(vlm="qwen:Qwen/Qwen2.5-VL-7B-Instruct").resources.gpus == 1  # loaded in the worker
+    assert IdentifyObject(vlm="openai:http://vllm:8000/v1#Qwen2.5-VL-72B").resources.gpus == 0  # served

@@ -74,10 +74,16 @@ class LocalExecutor:
             release_models()
 
 
+CRASH_RETRIES = 2  # Ray: restarts of a stage's actor, and retries of its batch, after a worker dies
+
+
 class _StageActor:
     """A Ray actor running one stage (model loaded once in the constructor)."""
 
     def __init__(self, stage: Stage):
+        from freeprop.video import set_codec_threads
+
+        set_codec_threads(max(1, int(stage.resources.cpus)))  # the CPUs this actor was given, no more
         self.stage = stage
         stage.setup()
 
@@ -91,8 +97,11 @@ class _StageActor:
 class RayExecutor:
     """Ray Data: one actor pool per stage; `address=None` starts (or joins) a local Ray."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, batch_rows: int = 1):
-        self.address, self.num_cpus, self.batch_rows = address, num_cpus, batch_rows
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, batch_rows: int = 1,
+                 autoscale: bool = True):  # fmt: skip
+        """`autoscale`: each stage's pool grows from 1 to `stage.workers` actors as work queues up
+        (else it starts at `stage.workers`)."""
+        self.address, self.num_cpus, self.batch_rows, self.autoscale = address, num_cpus, batch_rows, autoscale
 
     def run(self, stages: Sequence[Stage], samples: Iterable[dict]) -> Iterator[dict]:
         try:
@@ -110,14 +119,19 @@ class RayExecutor:
             return
         ds = ray.data.from_items(samples, override_num_blocks=max(1, len(samples) // max(1, self.batch_rows)))
         for stage in stages:
+            if not any(stage.applies(sample) for sample in samples):
+                continue  # no pool, no model load, for a stage without work (e.g. a track with no samples)
+            resources = stage.resources
             ds = ds.map_batches(
                 _StageActor,
                 fn_constructor_kwargs={"stage": stage},
                 batch_size=stage.batch_size,
                 batch_format="pandas",
-                concurrency=stage.workers,
-                num_cpus=stage.resources.cpus,
-                num_gpus=stage.resources.gpus or None,
+                concurrency=(1, stage.workers) if self.autoscale and stage.workers > 1 else stage.workers,
+                num_cpus=resources.cpus,
+                num_gpus=resources.gpus or None,
+                max_restarts=CRASH_RETRIES,  # a sample that kills its worker is not retried forever
+                max_task_retries=CRASH_RETRIES,
             )
         for row in ds.iter_rows():
             yield {k: str(v) for k, v in row.items()}

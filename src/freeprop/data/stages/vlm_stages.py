@@ -24,9 +24,12 @@ from freeprop.vlm import ask_json, make_vlm
 
 
 class VLMStage(Stage):
-    resources = Resources(
-        cpus=1, gpus=1
-    )  # Qwen2.5-VL-72B needs several GPUs: use an OpenAI-compatible server
+    @property
+    def resources(self) -> Resources:
+        """A GPU only for a VLM run in-process (`qwen:`); a served one (`openai:`, e.g. Qwen2.5-VL-72B
+        on vLLM over 4–8 GPUs) needs none in the worker, whose requests then wait on the network."""
+        in_process = isinstance(self.vlm, str) and self.vlm.startswith("qwen:")
+        return Resources(cpus=1, gpus=1 if in_process else 0)
 
     models = {"vlm": "vlm"}  # every VLM stage naming the same VLM shares one copy
     thread_safe = False
