@@ -161,3 +161,31 @@ def test_the_review_page_shows_decisions_saved_earlier(removals, tmp_path):
         assert paged.read_text().count("loading=lazy") == 2
     finally:
         server.shutdown()
+
+
+def test_the_vace_fine_tune_resumes_after_a_kill_exactly(removals, tmp_path):
+    """Killed after step 3 of 6 (checkpoints every 2 steps), `resume=True` continues from step 2 and
+    ends with the LoRA of an uninterrupted run; a fresh run into a folder with checkpoints is refused."""
+    from safetensors.torch import load_file
+
+    from freeprop.data.pairs import PairDataset
+
+    ids = [r["sample_id"] for r in PairDataset(removals, tasks=("removal",)).rows]
+    decisions = {sid: True for sid in ids}
+    options = dict(steps=6, lr=1e-2, rank=4, progress=False, save_every=2)
+    finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "straight", **options)
+
+    def kill_after_3(step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "killed", on_step=kill_after_3, **options)
+    assert (tmp_path / "killed" / "checkpoints" / "latest").read_text() == "step-0000002"
+    with pytest.raises(FreePropInputError, match="pass --resume"):
+        finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "killed", **options)
+    summary = finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "killed", resume=True, **options)
+    straight = load_file(str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"))
+    resumed = load_file(str(tmp_path / "killed" / "pytorch_lora_weights.safetensors"))
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert summary["steps"] == 6

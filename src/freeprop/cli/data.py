@@ -168,6 +168,9 @@ def _add_finetune_vace(sub) -> None:
     p = sub.add_parser(
         "finetune-vace",
         help="LoRA-fine-tune VACE on the accepted removals (§3.3), to regenerate the removal subset",
+        description="Streams one accepted pair per step from the shards (memory does not grow with the "
+        "number of pairs), checkpoints the transformer's activations, and saves the LoRA, optimizer and "
+        "random state every --save-every steps under OUTPUT/checkpoints; --resume continues a killed run.",
     )
     p.add_argument("dataset", help="pair-format folder holding the reviewed removals")
     p.add_argument("--decisions", required=True, help="decisions.json from `freeprop data review`")
@@ -176,6 +179,8 @@ def _add_finetune_vace(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--rank", type=positive_int, default=64)
+    p.add_argument("--save-every", type=positive_int, default=100, help="checkpoint every N steps (default 100)")
+    p.add_argument("--resume", action="store_true", help="continue from the output's last checkpoint")
     add_device_options(p)
     p.set_defaults(func=cmd_data_finetune_vace)
 
@@ -187,7 +192,8 @@ def cmd_data_finetune_vace(args: argparse.Namespace) -> None:
     decisions = read_decisions(args.decisions)
     device, dtype = device_and_dtype(args.device, args.dtype)
     pipe = load_vace(args.vace, device, dtype)
-    summary = finetune_vace(pipe, args.dataset, decisions, args.output, args.steps, args.lr, args.rank)
+    summary = finetune_vace(pipe, args.dataset, decisions, args.output, args.steps, args.lr, args.rank,
+                            save_every=args.save_every, resume=args.resume)  # fmt: skip
     print(
         f"wrote {args.output} (LoRA; {summary['accepted']} accepted removals, loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f})"
     )

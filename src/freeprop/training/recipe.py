@@ -42,6 +42,7 @@ from freeprop.errors import FreePropInputError
 from freeprop.models.loading import write_safetensors
 from freeprop.models.transformer import build_ffp_input
 from freeprop.pipeline import IMAGE_TOKENS
+from freeprop.training import checkpoints
 from freeprop.training.config import TrainConfig, to_dict
 from freeprop.training.data import LatentPairDataset
 from freeprop.training.losses import (
@@ -475,15 +476,12 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         acc = self.accelerator
         root = self.out / "checkpoints"
-        final = root / f"step-{self.step:07d}"
-        tmp = root / f".step-{self.step:07d}.partial"
+        final, tmp = root / f"step-{self.step:07d}", root / f".step-{self.step:07d}.partial"
         acc.wait_for_everyone()
         if final.exists():
             return final if acc.is_main_process else None
         if acc.is_main_process:
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
+            checkpoints.partial_folder(root, self.step)
         acc.wait_for_everyone()
         rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
         torch.save(rng, tmp / f"rng-{acc.process_index}.pt")  # every rank has its own stream
@@ -507,12 +505,7 @@ class Trainer:
         }
         (tmp / "state.json").write_text(json.dumps(state))
         self.save_adapter(tmp / "adapter")
-        tmp.rename(final)
-        with atomic_path(root / "latest") as pointer:
-            pointer.write_text(final.name)
-        for old in sorted(root.glob("step-*"))[:-3]:  # keep the last three
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        return checkpoints.commit(root, tmp, final)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
         """Resume from `path`, or from the newest complete checkpoint: one that a kill left half-written
@@ -520,7 +513,7 @@ class Trainer:
         if path is not None:
             return self._load_checkpoint(path)
         root = self.out / "checkpoints"
-        candidates = sorted(root.glob("step-*"), reverse=True) if root.is_dir() else []
+        candidates = checkpoints.newest_first(root)
         if not candidates:
             raise FreePropInputError(f"{self.out}: no checkpoint to resume from; drop --resume")
         for candidate in candidates:
