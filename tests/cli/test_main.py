@@ -17,7 +17,9 @@ def test_help_lists_commands(capsys):
     commands = build_parser()._subparsers._group_actions[0].choices
     assert set(commands) == {"demo", "frame0", "edit", "app", "train", "data", "eval", "presets", "heads"}
     data = commands["data"]._subparsers._group_actions[0].choices
-    assert set(data) == {"synth", "build", "inspect", "review", "finetune-vace"}
+    assert set(data) == {"synth", "build", "inspect", "review", "finetune-vace", "repair"}
+    steps = commands["eval"]._subparsers._group_actions[0].choices
+    assert set(steps) == {"select", "first-frames"}
 
 
 def test_version(capsys):

@@ -6,7 +6,7 @@
     freeprop edit FOLDER|MANIFEST -o OUT      the same for a batch (resumable, one progress bar)
     freeprop app                              the local web app (Gradio, 127.0.0.1)
     freeprop train CONFIG.yaml [key=value]    fine-tune (LoRA + AST-RoPE + self-distillation), resumable
-    freeprop data synth|build|review|…        datasets in the pair format
+    freeprop data synth|build|review|repair|… datasets in the pair format
     freeprop eval --bench … -o REPORT         the paper's metrics
     freeprop eval select|first-frames         the paper's case subset; edited first frames (Qwen-Image-Edit)
     freeprop presets | heads classify|show    model sizes; the spatial/temporal head map (§8.1)
