@@ -191,3 +191,37 @@ def test_ray_makes_no_pool_for_a_stage_without_work_and_vlm_gpus_follow_where_it
 
     assert IdentifyObject(vlm="qwen:Qwen/Qwen2.5-VL-7B-Instruct").resources.gpus == 1  # loaded in the worker
     assert IdentifyObject(vlm="openai:http://vllm:8000/v1#Qwen2.5-VL-72B").resources.gpus == 0  # served
+
+
+def test_a_ray_actor_sends_a_batch_of_requests_to_a_served_vlm_at_once():
+    """A VLM stage on an OpenAI-compatible server is thread-safe: an actor's batch of samples is in
+    flight together (batched inference on the server's side), one loaded in-process is not."""
+    import threading
+    import time
+
+    import pandas as pd
+
+    from freeprop.data.executors import _StageActor
+    from freeprop.data.stages.vlm_stages import IdentifyObject
+
+    inside, most, lock = [0], [0], threading.Lock()
+
+    class Server:
+        def chat(self, images, prompt, text_first=False):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+            return '{"Object": "ball"}'
+
+    assert IdentifyObject(vlm="openai:http://vllm:8000/v1#m").thread_safe
+    assert not IdentifyObject(vlm="qwen:Qwen/Qwen2.5-VL-7B-Instruct").thread_safe
+    stage = IdentifyObject(vlm="openai:http://vllm:8000/v1#m")
+    stage.model = lambda attr: Server()  # the served model, without a server
+    stage.process = lambda sample: sample | {"object": stage.model("vlm").chat([], "x")}
+    actor = _StageActor.__new__(_StageActor)
+    actor.stage = stage
+    out = actor(pd.DataFrame([s | {"source_video": "v.mp4"} for s in samples(4)]))
+    assert list(out["object"]) == ['{"Object": "ball"}'] * 4 and most[0] == 4

@@ -88,10 +88,13 @@ class _StageActor:
         stage.setup()
 
     def __call__(self, batch):
-        rows = batch.to_dict("records")
         import pandas as pd
 
-        return pd.DataFrame([run_stage(self.stage, {k: str(v) for k, v in row.items()}) for row in rows])
+        rows = [{k: str(v) for k, v in row.items()} for row in batch.to_dict("records")]
+        if self.stage.thread_safe and len(rows) > 1:  # e.g. a served VLM: the batch's requests in flight at once
+            with ThreadPoolExecutor(len(rows)) as pool:
+                return pd.DataFrame(list(pool.map(lambda row: run_stage(self.stage, row), rows)))
+        return pd.DataFrame([run_stage(self.stage, row) for row in rows])
 
 
 class RayExecutor:

@@ -32,7 +32,12 @@ class VLMStage(Stage):
         return Resources(cpus=1, gpus=1 if in_process else 0)
 
     models = {"vlm": "vlm"}  # every VLM stage naming the same VLM shares one copy
-    thread_safe = False
+
+    @property
+    def thread_safe(self) -> bool:
+        """A served VLM takes many requests at once (threads of the local executor, a Ray actor's batch);
+        one loaded in-process runs one sample at a time."""
+        return isinstance(self.vlm, str) and self.vlm.startswith("openai:")
 
     def __init__(self, vlm="stub:{}", retries: int = 3, device: str = "cpu", dtype: str | None = None):
         self.vlm, self.retries, self.device, self.dtype = vlm, retries, device, dtype
