@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from freeprop.cli import main
 from tests.conftest import moving_pattern
 
 

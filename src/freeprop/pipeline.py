@@ -593,7 +593,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise FreePropInputError(f"model size {model_h}x{model_w} is not a multiple of {self.size_multiple}")
         if self.fixed_shift is None:  # Wan2.1: shift 3.0 at 480p, 5.0 at 720p
             self.scheduler = with_shift(self.scheduler, shift_for_size(model_h, model_w))
-        device, dtype = self._execution_device, self.transformer.dtype
+        device = self._execution_device
         with _timed(timings, "resize", device):
             edit_small = _resize(edit, model_h, model_w)
         reader.resize_to = (model_h, model_w)

@@ -307,3 +307,34 @@ def test_transient_failures_are_retried_in_the_run_and_on_resume_permanent_ones_
     assert len(read_index(out)) == 8
     revisit = run_build(cfg, resume=True, retry_failed=True, injected=injected(tiny_vace, tiny_i2v), progress=False)
     assert revisit.skipped == 4 and sum(revisit.failed.values()) == 4 and len(read_index(out)) == 8
+
+
+def test_pairs_are_encoded_by_the_pack_stage_and_written_as_they_are(inputs, tiny_vace, tiny_i2v, monkeypatch):
+    """The driver only appends the bytes `pack` made in the worker — the shard holds them unchanged,
+    their checksum in the index — and no packed folder is left behind."""
+    import tarfile
+
+    import freeprop.data.build as build
+    from freeprop.data.pairs import PairDataset, checksum
+
+    packed = {}
+
+    def recording(folder):
+        members, row, hashes = real(folder)
+        packed[row["sample_id"]] = members
+        return members, row, hashes
+
+    real = build.read_packed
+    monkeypatch.setattr(build, "read_packed", recording)
+    cfg = config(inputs, stylization=GlobalTrack(), quality=Quality(verify=False, filter=False))
+    run_build(cfg, injected=injected(tiny_vace, tiny_i2v), progress=False)
+    out = inputs / "out"
+    assert not list((inputs / "out-work").rglob("packed-*")) and len(packed) == len(PairDataset(out)) == 4
+    for row in PairDataset(out).rows:
+        with tarfile.open(out / row["shard"]) as tar:
+            stored = {m.name.split(".", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers()
+                      if m.name.startswith(row["sample_id"] + ".")}  # fmt: skip
+        videos = {k: v for k, v in stored.items() if k.endswith(".mp4")}
+        assert videos == {k: v for k, v in packed[row["sample_id"]].items() if k.endswith(".mp4")}
+        assert set(videos) == {"source.mp4", "target.mp4", "mask.mp4"} and checksum(videos) == row["checksum"]
+        assert json.loads(stored["meta.json"])["index"] == row  # the row travels in the shard too

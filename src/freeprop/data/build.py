@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from freeprop.config import load_dataclass
 from freeprop.data.stages.base import new_sample, stable_id
+from freeprop.data.stages.pack import dhash, pair_hashes, read_packed, to_pair  # noqa: F401 (re-exported)
 from freeprop.errors import FreePropInputError
 from freeprop.video import atomic_path
 
@@ -246,7 +248,7 @@ def make_samples(cfg: BuildConfig) -> list[dict[str, str]]:
 def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
     """The stage list of both tracks; `injected` maps a model name (vlm, detector, tracker, vace, i2v,
     depth) to a ready object (tests), otherwise the path in `cfg.models` is loaded in each worker."""
-    from freeprop.data.stages import global_track, grounding, standardize, synthesis, vlm_stages
+    from freeprop.data.stages import global_track, grounding, pack, standardize, synthesis, vlm_stages
 
     m, s, q, inj = cfg.models, cfg.synthesis, cfg.quality, injected or {}
     dev = dict(device=m.device, dtype=m.dtype)
@@ -293,6 +295,7 @@ def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
         stages.append(vlm_stages.QualityFilter(**vlm))
     if q.verify:
         stages.append(vlm_stages.Verify(**vlm))
+    stages.append(pack.Pack())  # encoding in the workers: the driver only appends bytes to shards
     unknown = (set(cfg.execution.stage_workers) | set(cfg.execution.stage_batch_sizes)) - {
         st.name for st in stages
     }
@@ -307,20 +310,6 @@ def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
 
 
 # --- dedup and writing -------------------------------------------------------------------------------
-
-
-def dhash(frame: np.ndarray) -> int:
-    """64-bit difference hash of a frame (grey 9×8, adjacent-pixel comparisons)."""
-    import cv2
-
-    grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (9, 8), interpolation=cv2.INTER_AREA)
-    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
-
-
-def pair_hashes(source: np.ndarray, target: np.ndarray) -> list[int]:
-    picks = sorted({0, len(source) // 2, len(source) - 1})
-    return [dhash(source[i]) for i in picks] + [dhash(target[i]) for i in picks]
 
 
 class DedupIndex:
@@ -377,28 +366,6 @@ class DedupIndex:
         self.log.close()
 
 
-def to_pair(sample: dict[str, str]):
-    """A finished sample → `Pair` (source and edit at the same size and length; mask = VACE's region)."""
-    from freeprop.data.pairs import Pair
-    from freeprop.data.stages.media import load_masks, load_video
-
-    source, target = load_video(sample["source_video"]), load_video(sample["edited_video"])
-    if source.shape != target.shape:
-        raise ValueError(f"edit {target.shape} and source {source.shape} differ in shape")
-    mask = load_masks(sample["vace_mask"]).astype(np.uint8) * 255 if sample["vace_mask"] else None
-    task = sample["final_task"] or sample["task"]
-    meta = {k: sample[k] for k in ("source", "content_image", "style_image", "object", "box") if sample[k]}
-    if sample["frame_indices"]:
-        meta["frame_indices"] = json.loads(sample["frame_indices"])
-    return Pair(
-        sample_id=sample["sample_id"], source=source, target=target, task=task, track=sample["track"],
-        fps=float(sample["fps"] or 16), mask=mask, instruction=sample["instruction"],
-        source_caption=sample["caption"] or sample["cinematic_caption"],
-        target_caption=sample["removal_caption"] or sample["style_caption"] or sample["caption"],
-        split=sample["split"], meta=meta,
-    )  # fmt: skip
-
-
 @dataclass
 class BuildSummary:
     ok: Counter = field(default_factory=Counter)  # (track, task) → pairs written
@@ -429,17 +396,18 @@ def _reason(error: str) -> str:
 
 
 def _commit(sample: dict, writer, dedup: DedupIndex, cfg: BuildConfig, summary: BuildSummary) -> None:
-    """A sample done with the stages → a pair in a shard (unless a near-duplicate), or a recorded failure."""
-    if sample["status"] == "pending":  # went through every stage
+    """A sample done with the stages → its encoded pair in a shard (unless a near-duplicate), or a recorded
+    failure."""
+    if sample["status"] == "pending":  # went through every stage, `pack` included
         try:
-            pair = to_pair(sample)
-            hashes = pair_hashes(pair.source, pair.target)
-            if cfg.quality.dedup and dedup.is_duplicate(pair.sample_id, hashes, pair.task, pair.track):
+            members, row, hashes = read_packed(sample["packed"])
+            shutil.rmtree(sample["packed"], ignore_errors=True)  # its bytes are in hand (a kill re-packs it)
+            if cfg.quality.dedup and dedup.is_duplicate(row["sample_id"], hashes, row["task"], row["track"]):
                 sample |= {"status": "filtered", "stage": "dedup", "error": "duplicate: near-identical pair"}
             else:
-                writer.add(pair)
-                dedup.add(pair.sample_id, hashes, pair.task, pair.track)
-                summary.ok[(pair.track, pair.task)] += 1
+                writer.add_encoded(members, row)
+                dedup.add(row["sample_id"], hashes, row["task"], row["track"])
+                summary.ok[(row["track"], row["task"])] += 1
                 return
         except Exception as err:  # a broken artefact fails this sample only
             sample |= {"status": "failed", "stage": "write", "error": f"{type(err).__name__}: {err}"}

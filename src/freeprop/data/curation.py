@@ -241,13 +241,13 @@ def finetune_vace(
         transformer.enable_gradient_checkpointing()
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr)
-    step, losses = 0, []
+    start, losses = 0, []
     if resume and checkpoints.newest_first(root):
-        step, losses = _load_vace_checkpoint(checkpoints.newest_first(root)[0], transformer, optimizer, generator)
+        start, losses = _load_vace_checkpoint(checkpoints.newest_first(root)[0], transformer, optimizer, generator)
 
     # 2. The loop: one pair per step, streamed from the shards.
     sigmas, transformer = training_sigmas(shift), transformer.train()
-    for step in tqdm(range(step, steps), initial=step, total=steps, desc="finetune VACE", disable=not progress):
+    for step in tqdm(range(start, steps), initial=start, total=steps, desc="finetune VACE", disable=not progress):
         example = _vace_example(pipe, pairs[accepted[step % len(accepted)]], generator)
         loss = _vace_step(transformer, optimizer, params, example, sigmas, generator)
         losses.append(loss)

@@ -65,7 +65,7 @@ class LocalExecutor:
                 release_models()
                 return
             for chunk in _batched(samples, self.chunk):
-                for i, stage in enumerate(stages):
+                for i in range(len(stages)):
                     chunk = list(pool.map(lambda s, i=i: one(i, s), chunk))
                     needed = set().union(*(later.model_keys() for later in stages[i + 1 :]
                                            if any(s["status"] == "pending" and later.applies(s) for s in chunk)))  # fmt: skip

@@ -36,6 +36,7 @@ from freeprop.video import DEFAULT_FPS, Video, atomic_path, read_video, write_vi
 TASKS = ("swap", "removal", "modification", "stylization")
 TRACKS = ("local", "global")
 INDEX = "index.parquet"
+PAIR_CRF = 12  # H.264 quality of stored pairs (visually lossless)
 INDEX_COLUMNS = {
     "sample_id": pa.string(),
     "shard": pa.string(),
@@ -101,6 +102,25 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def encode_pair(pair: Pair, crf: int = PAIR_CRF, shard: str = "") -> tuple[dict[str, bytes], dict]:
+    """A pair's shard members (kind → bytes: the H.264 videos and `meta.json`) and its index row — the
+    expensive part of writing a pair, which a build runs in its workers (`PairWriter.add_encoded`)."""
+    videos = {"source.mp4": _encode_video(pair.source, pair.fps, crf),
+              "target.mp4": _encode_video(pair.target, pair.fps, crf)}  # fmt: skip
+    if pair.mask is not None:
+        mask = np.repeat(np.asarray(pair.mask, np.uint8)[..., None], 3, axis=-1)
+        videos["mask.mp4"] = _encode_video(mask, pair.fps, crf)
+    f, h, w = pair.source.shape[:3]
+    row = dict(
+        sample_id=pair.sample_id, shard=shard, task=pair.task, track=pair.track, status="ok", error="",
+        num_frames=f, height=h, width=w, fps=pair.fps, instruction=pair.instruction,
+        source_caption=pair.source_caption, target_caption=pair.target_caption, has_mask=pair.mask is not None,
+        split=pair.split, checksum=checksum(videos),
+    )  # fmt: skip
+    # the sample's index row travels in its shard too: `repair_index` rebuilds the index from shards
+    return videos | {"meta.json": json.dumps(pair.meta | {"fps": pair.fps, "index": row}).encode()}, row
+
+
 class PairWriter:
     """Write pairs into shards of `shard_size` samples and keep `index.parquet` in step.
 
@@ -110,7 +130,7 @@ class PairWriter:
     (a killed writer may forget a few failures, which a re-run then retries).
     """
 
-    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = 12, revisit=None):
+    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = PAIR_CRF, revisit=None):
         """`revisit(row) → bool`: index rows (failures) whose samples are to run again: dropped from the
         index (at its next write) and from `done`."""
         self.root = Path(root)
@@ -143,27 +163,26 @@ class PairWriter:
         self._tar = tarfile.open(self.root / (self._shard_name + ".partial"), "w")  # noqa: SIM115 (spans calls)
 
     def add(self, pair: Pair) -> None:
-        if pair.sample_id in self.done:
+        if pair.sample_id not in self.done:
+            self.add_encoded(*encode_pair(pair, self.crf, self._shard_name_next()))
+
+    def _shard_name_next(self) -> str:
+        return f"shard-{self._shard_index:06d}.tar"
+
+    def add_encoded(self, members: dict[str, bytes], row: dict) -> None:
+        """Add a pair encoded elsewhere (`encode_pair`, e.g. in a build worker): its members go into the
+        open shard as they are; only the shard name in its row (and its meta member's copy) is set here."""
+        sid = row["sample_id"]
+        if sid in self.done:
             return
         if self._tar is None:
             self._open_shard()
-        sid = pair.sample_id
-        videos = {"source.mp4": _encode_video(pair.source, pair.fps, self.crf),
-                  "target.mp4": _encode_video(pair.target, pair.fps, self.crf)}  # fmt: skip
-        if pair.mask is not None:
-            mask = np.repeat(np.asarray(pair.mask, np.uint8)[..., None], 3, axis=-1)
-            videos["mask.mp4"] = _encode_video(mask, pair.fps, self.crf)
-        f, h, w = pair.source.shape[:3]
-        row = dict(
-            sample_id=sid, shard=self._shard_name, task=pair.task, track=pair.track, status="ok", error="",
-            num_frames=f, height=h, width=w, fps=pair.fps, instruction=pair.instruction,
-            source_caption=pair.source_caption, target_caption=pair.target_caption, has_mask=pair.mask is not None,
-            split=pair.split, checksum=checksum(videos),
-        )  # fmt: skip
-        for kind, data in videos.items():
-            _add_member(self._tar, f"{sid}.{kind}", data)
-        # the sample's index row travels in its shard too: `repair_index` rebuilds the index from shards
-        _add_member(self._tar, f"{sid}.meta.json", json.dumps(pair.meta | {"fps": pair.fps, "index": row}).encode())
+        row = row | {"shard": self._shard_name}
+        meta = json.loads(members["meta.json"])
+        members = members | {"meta.json": json.dumps(meta | {"index": row}).encode()}
+        for kind in (*VIDEO_MEMBERS, "meta.json"):
+            if kind in members:
+                _add_member(self._tar, f"{sid}.{kind}", members[kind])
         self._pending.append(row)
         self.done.add(sid)
         if len(self._pending) >= self.shard_size:

@@ -37,6 +37,8 @@ FIELDS = (
     "cinematic_caption", "style_caption", "depth_video",
     # quality control
     "quality", "verified", "instruction",
+    # the encoded pair (the `pack` stage's folder)
+    "packed",
 )  # fmt: skip
 
 
