@@ -22,6 +22,7 @@ checkpoints with an image branch, as Fun-Control has).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ from freeprop.defaults import SAMPLING
 from freeprop.errors import FreePropInputError
 from freeprop.hub import load_pretrained
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
-from freeprop.video import atomic_path, from_tensor, resize_cover_crop, to_tensor
+from freeprop.video import atomic_path, from_tensor, read_json_object, resize_cover_crop, to_tensor
 
 TEXT_TOKENS = 512  # Wan pads umT5 output to 512 tokens (its I2V cross-attention assumes it)
 IMAGE_TOKENS = 257  # CLIP ViT-H/14 penultimate hidden states at 224 px
@@ -161,12 +162,14 @@ def _resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return resize_cover_crop(frames, height, width)[0]
 
 
+def check_overlap(window: int, overlap: int) -> None:
+    if not 1 <= overlap < window:
+        raise FreePropInputError(f"overlap must be in 1..{window - 1} for {window}-frame windows, got {overlap}")
+
+
 def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
     """Start frame of each window: the first at 0, then every `window − overlap` until the end is covered."""
-    if not 1 <= overlap < window:
-        raise FreePropInputError(
-            f"overlap must be in 1..{window - 1} for {window}-frame windows, got {overlap}"
-        )
+    check_overlap(window, overlap)
     starts = [0]
     while starts[-1] + window < num_frames:
         starts.append(starts[-1] + window - overlap)
@@ -185,11 +188,11 @@ class _Frames:
     and at model size until their output frame is sent; a window past the end repeats the last frame."""
 
     def __init__(self, frames: Iterable[np.ndarray]):
-        self._it = iter(frames)
-        first = next(self._it, None)
+        frames = iter(frames)
+        first = next(frames, None)
         if first is None:
             raise FreePropInputError("the source video has no frames")
-        self._pending = [np.asarray(first)]  # read, not yet resized
+        self._it = itertools.chain([first], frames)  # frame 0 read for its size, then in turn
         self.shape = first.shape[:2]
         self.full: dict[int, np.ndarray] = {}
         self.small: dict[int, np.ndarray] = {}
@@ -198,7 +201,7 @@ class _Frames:
     def fill(self, upto: int) -> None:
         """Read until `upto` frames have been read or the source ends."""
         while self.count < upto and not self.done:
-            frame = self._pending.pop() if self._pending else next(self._it, None)
+            frame = next(self._it, None)
             if frame is None:
                 self.done = True
                 break
@@ -342,12 +345,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise FreePropInputError(
                 f"{folder}: no model_index.json; pass a folder written by save_pretrained"
             )
-        try:
-            index = json.loads(index_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise FreePropInputError(f"{index_file}: not valid JSON ({err})") from None
-        if not isinstance(index, dict):
-            raise FreePropInputError(f"{index_file}: not a pipeline index (a JSON object)")
+        index = read_json_object(index_file, "a pipeline index")
         parts = {"transformer": load_transformer_folder(folder / "transformer", torch_dtype)}
         for name in ("scheduler", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor"):
             library, class_name = index.get(name) or (None, None)
@@ -601,7 +599,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if reader.done and reader.count < window:  # a short clip: one window sized to the clip (k·t + 1 frames)
             t = codec.temporal_factor
             window = (reader.count - 1 + t - 1) // t * t + 1
-        window_starts(window + 1, window, overlap)  # checks the overlap
+        check_overlap(window, overlap)
 
         # 2. Conditions shared by all windows: text (with CFG) and CLIP image tokens.
         text, image = self._conditions(prompt, negative_prompt, guidance_scale, edit_small, device)

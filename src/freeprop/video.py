@@ -256,6 +256,18 @@ def _finite(value):
     return value
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """A JSON file that must hold an object (`what` names it in the error): one line if it is not JSON
+    or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FreePropInputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise FreePropInputError(f"{path}: not {what} (a JSON object)")
+    return data
+
+
 def write_json(path: str | os.PathLike, data, indent: int | None = 1) -> Path:
     """Write `data` atomically as strict JSON (no `Infinity`/`NaN`, which JSON parsers reject)."""
     with atomic_path(path) as tmp:

@@ -153,7 +153,8 @@ def test_small_style_images_and_unknown_stage_names_are_reported(inputs, tiny_va
 def test_dedup_is_within_a_task_and_removes_near_duplicate_source_clips(tmp_path):
     """A clip's removal is not a copy of its swap (issue 15: 38/40 dropped); a near-identical source clip
     in the same local task is; one content image with two styles is two pairs. The log resumes all that."""
-    from freeprop.data.build import DedupIndex, pair_hashes
+    from freeprop.data.build import DedupIndex
+    from freeprop.data.stages.pack import pair_hashes
 
     source = moving_pattern(frames=9, height=64, width=64)
     swapped, removed, other_swap = source.copy(), source.copy(), 255 - source

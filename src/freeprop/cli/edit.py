@@ -29,7 +29,6 @@ MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these 
 # Peak memory of an edit ≈ start-up + factor × the bytes of the frames it holds at once (edits stream:
 # flow-warp holds one frame and its float buffers, the model one window); measured with
 # `python benchmarks/edit_memory.py` (see its results), rounded up.
-WINDOW_FRAMES = {"flow-warp": 1}  # the model's: --window (default 81) + 1
 MEMORY_FACTOR = {"flow-warp": 150.0, "freeprop": 8.0}  # measured 143 (codec buffers included) and 5.9
 STARTUP_BYTES = {"flow-warp": 120 * 2**20, "freeprop": 550 * 2**20}
 
@@ -208,7 +207,7 @@ class Editor:
         from freeprop.video import available_memory
 
         out_h, out_w = self.size if self.size[0] else (height, width)
-        held = WINDOW_FRAMES[self.method] if self.method == "flow-warp" else (self.args.window or self.model_window()) + 1
+        held = 1 if self.method == "flow-warp" else (self.args.window or self.model_window()) + 1  # frames
         needed = STARTUP_BYTES[self.method] + MEMORY_FACTOR[self.method] * held * 3 * max(height * width, out_h * out_w)
         available = available_memory()
         if available is not None and needed > available:
@@ -285,12 +284,13 @@ class Editor:
         with contextlib.ExitStack() as stack:
             writer = stack.enter_context(VideoWriter(output, video.fps))
             side = stack.enter_context(VideoWriter(side_by_side, video.fps)) if side_by_side else None
+            edit = None  # the edited frame at the output size, for the side-by-side (made once)
             for frame in self.propagate(sources, first, prompt, alphas, num_frames):
                 writer.write(frame)
                 if side is not None:
                     size = frame.shape[:2]
-                    side.write(np.concatenate([resize_cover_crop(next(for_side), *size)[0],
-                                               resize_cover_crop(first, *size)[0], frame], axis=1))  # fmt: skip
+                    edit = edit if edit is not None else resize_cover_crop(first, *size)[0]
+                    side.write(np.concatenate([resize_cover_crop(next(for_side), *size)[0], edit, frame], axis=1))
             if self.args.frames and writer.count < self.args.frames:
                 raise FreePropInputError(f"--frames {self.args.frames}: {source} has only {writer.count} frames")
         return writer.count

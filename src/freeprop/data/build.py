@@ -26,7 +26,7 @@ import numpy as np
 
 from freeprop.config import load_dataclass
 from freeprop.data.stages.base import new_sample, stable_id
-from freeprop.data.stages.pack import dhash, pair_hashes, read_packed, to_pair  # noqa: F401 (re-exported)
+from freeprop.data.stages.pack import read_packed
 from freeprop.errors import FreePropInputError
 from freeprop.video import atomic_path
 

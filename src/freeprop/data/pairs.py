@@ -102,9 +102,10 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def encode_pair(pair: Pair, crf: int = PAIR_CRF, shard: str = "") -> tuple[dict[str, bytes], dict]:
-    """A pair's shard members (kind → bytes: the H.264 videos and `meta.json`) and its index row — the
-    expensive part of writing a pair, which a build runs in its workers (`PairWriter.add_encoded`)."""
+def encode_pair(pair: Pair, crf: int = PAIR_CRF) -> tuple[dict[str, bytes], dict]:
+    """A pair's shard members (kind → bytes: the H.264 videos and `meta.json`) and its index row, shard
+    not yet set — the expensive part of writing a pair, which a build runs in its workers
+    (`PairWriter.add_encoded`)."""
     videos = {"source.mp4": _encode_video(pair.source, pair.fps, crf),
               "target.mp4": _encode_video(pair.target, pair.fps, crf)}  # fmt: skip
     if pair.mask is not None:
@@ -112,7 +113,7 @@ def encode_pair(pair: Pair, crf: int = PAIR_CRF, shard: str = "") -> tuple[dict[
         videos["mask.mp4"] = _encode_video(mask, pair.fps, crf)
     f, h, w = pair.source.shape[:3]
     row = dict(
-        sample_id=pair.sample_id, shard=shard, task=pair.task, track=pair.track, status="ok", error="",
+        sample_id=pair.sample_id, shard="", task=pair.task, track=pair.track, status="ok", error="",
         num_frames=f, height=h, width=w, fps=pair.fps, instruction=pair.instruction,
         source_caption=pair.source_caption, target_caption=pair.target_caption, has_mask=pair.mask is not None,
         split=pair.split, checksum=checksum(videos),
@@ -164,10 +165,7 @@ class PairWriter:
 
     def add(self, pair: Pair) -> None:
         if pair.sample_id not in self.done:
-            self.add_encoded(*encode_pair(pair, self.crf, self._shard_name_next()))
-
-    def _shard_name_next(self) -> str:
-        return f"shard-{self._shard_index:06d}.tar"
+            self.add_encoded(*encode_pair(pair, self.crf))
 
     def add_encoded(self, members: dict[str, bytes], row: dict) -> None:
         """Add a pair encoded elsewhere (`encode_pair`, e.g. in a build worker): its members go into the

@@ -25,7 +25,6 @@ ground-truth target and edit mask. Source videos of the public benchmarks are us
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from freeprop.errors import FreePropInputError
 from freeprop.paths import inside, safe_name
+from freeprop.video import read_json_object
 
 UNIC_INSTRUCTION = "Edit the video so that it shows: {caption}"
 FIRST_FRAMES = "first_frames"  # ROOT/first_frames/<id>.png: edited first frames the benchmark does not ship
@@ -88,11 +88,8 @@ def load_editverse(root: Path, cases: list[str] | None = None) -> Bench:
         raise FreePropInputError(
             f"{root}: no EditVerseBench.json (or test.json); point editverse: at the benchmark folder"
         )
-    try:
-        records = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FreePropInputError(f"{index}: not valid JSON ({err})") from None
-    if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+    records = read_json_object(index, "an EditVerseBench index")
+    if not all(isinstance(r, dict) for r in records.values()):
         raise FreePropInputError(f"{index}: expected an object of case id → case object (EditVerseBench layout)")
     wanted = list(records) if cases is None else cases
     unknown = [c for c in wanted if c not in records]

@@ -16,7 +16,6 @@ unexpected key and shape mismatch is reported in one error. Weights are read wit
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from freeprop.errors import FreePropInputError
 from freeprop.models.ast_rope import AlphaPredictor
 from freeprop.models.presets import PRESETS, get_preset
 from freeprop.models.transformer import FreePropTransformer, widen_patch_embedding
+from freeprop.video import read_json_object
 
 
 def check_state_dict(
@@ -323,12 +323,7 @@ def model_config(name_or_path: str | os.PathLike) -> dict:
             f"{spec}: neither a preset ({', '.join(PRESETS)}) nor a model folder; check the --model value"
         )
     file = model_folder(path) / "config.json"
-    try:
-        config = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FreePropInputError(f"{file}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise FreePropInputError(f"{file}: not a config (a JSON object)")
+    config = read_json_object(file, "a config")
     check_transformer_config(config, str(file))
     return config
 
