@@ -50,6 +50,8 @@ def _check_type(key: str, value, annotation):
             return float(value)
         except ValueError:
             pass
+    if annotation is str and value is False:  # YAML 1.1 reads an unquoted `no` (mixed_precision=no) as false
+        return "no"
     if annotation in (int, float, str, bool) and (type(value) is not annotation):
         raise FreePropInputError(f"config key {key}: expected {annotation.__name__}, got {value!r}")
     return value

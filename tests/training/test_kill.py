@@ -1,6 +1,7 @@
 """`freeprop train` killed with SIGKILL — between checkpoints, and in the middle of writing one —
 then `--resume`d: the final weights equal an uninterrupted run's, bit for bit (issue 16, item 13)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -68,3 +69,19 @@ def test_sigkill_then_resume_is_bit_exact(pairs, tmp_path, where):  # noqa: F811
     b = load_file(out / "checkpoints" / "step-0000006" / "trainable.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not list((out / "checkpoints").glob(".*.partial"))  # the torn checkpoint was cleared
+
+
+def test_sigterm_to_the_whole_process_group_with_data_workers_saves_then_resumes(pairs, tmp_path):  # noqa: F811
+    """`timeout` and Ctrl-C signal the whole process group, data workers included: the run must still
+    stop at a step boundary, save, write its adapter and exit 130 (interrupted) — not die of a killed worker."""
+    out, extra = tmp_path / "run", ("max_steps=400", "save_every=1000", "data.num_workers=2")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "train", "configs/tiny.yaml", *tiny_args(pairs, out, *extra)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and '"step": 2' in metrics.read_text(), child)
+    os.killpg(child.pid, signal.SIGTERM)
+    assert child.wait(120) == 130, child.stderr.read().decode()[-800:]  # 130: interrupted, resumable
+    assert "Traceback" not in child.stderr.read().decode()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 2 <= summary["steps"] < 400
+    assert (out / "checkpoints" / f"step-{summary['steps']:07d}").is_dir() and (out / "adapter").is_dir()

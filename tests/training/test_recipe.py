@@ -211,6 +211,10 @@ def test_config_errors_name_the_key(tmp_path):
         assert big.data.num_frames == 81 and big.epochs == 2
 
 
+def test_unquoted_no_is_the_string_no():  # YAML 1.1 reads `no` as false; mixed_precision=no must work
+    assert load_config("configs/tiny.yaml", ["mixed_precision=no"]).mixed_precision == "no"
+
+
 def test_train_cli_user_errors(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert main(["train", "configs/tiny.yaml", "optim.nope=1"]) == 2

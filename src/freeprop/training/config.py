@@ -54,10 +54,15 @@ class DataConfig:
     width: int = 64
     fps: float | None = None  # resample to this rate (None: keep the pair's rate)
     cache_latents: bool = True  # encode each sample once with the codec and keep its latents on disk
-    num_workers: int = 0
+    # > 0: render this many procedural pairs of `split` on the fly instead of reading `path` (seeds as
+    # `freeprop data synth` uses them, so pair i is the folder's sample i; ≤ 1,000,000 keeps the
+    # train seeds clear of the val/test seeds). The bundled model's GPU recipe (configs/small-gpu.yaml).
+    synthetic_pairs: int = 0
+    num_workers: int = 0  # processes preparing batches ahead of the step (torch DataLoader); 0 = in the loop
 
     def __post_init__(self):
-        require(self, "data", num_frames=(1, None), height=(2, None), width=(2, None), num_workers=(0, None))
+        require(self, "data", num_frames=(1, None), height=(2, None), width=(2, None), num_workers=(0, None),
+                synthetic_pairs=(0, 1_000_000))
         if self.fps is not None and self.fps <= 0:
             raise FreePropInputError(f"data.fps must be > 0 (or null to keep each pair's rate), got {self.fps}")
 

@@ -7,6 +7,11 @@ Each item is a dict of tensors for one pair:
     text:        (512, text_dim) target-caption embeddings (zeros without a text encoder)
 Latents are computed once per (sample, data settings, codec) and kept as safetensors under
 `cache_dir`, so the VAE runs once per sample however many epochs follow.
+
+`SyntheticLatentDataset` renders procedural pairs (`freeprop.data.synthetic.make_pair`) on the fly
+instead (`data.synthetic_pairs`): pair i is seed i of the split, so the data are as deterministic as
+a folder's, never repeat within `synthetic_pairs`, and cost no disk (rendering a 17-frame 64×64 pair
+takes ≈ 15 ms, less than reading its cached latents back).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from freeprop.codecs import LatentCodec
-from freeprop.data.pairs import PairDataset, video_of
+from freeprop.data.pairs import Pair, PairDataset, video_of
+from freeprop.errors import FreePropInputError
 from freeprop.training.config import DataConfig
 from freeprop.video import atomic_path, standardize, to_tensor
 
@@ -51,26 +57,7 @@ class LatentPairDataset(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def _encode(self, index: int) -> dict[str, torch.Tensor]:
-        pair = self.pairs[index]
-        cfg = self.cfg
-        clips, frames = {}, {}
-        for which in ("source", "target"):
-            std = standardize(
-                video_of(pair, which), cfg.height, cfg.width, num_frames=cfg.num_frames, fps=cfg.fps
-            )
-            frames[which] = std.frames
-            clips[which] = to_tensor(std.frames)[None]  # (1, 3, F, H, W) in [-1, 1]
-        with torch.no_grad():
-            item = {
-                "source": self.codec.encode(clips["source"])[0],
-                "target": self.codec.encode(clips["target"])[0],
-                "first_frame": self.codec.encode(clips["target"][:, :, :1])[0],
-            }
-            if self.text_fn is not None:
-                item["text"] = self.text_fn(pair.target_caption)[0]
-            if self.image_fn is not None:  # the edited first frame, as `FreePropPipeline.encode_image` sees it
-                item["image"] = self.image_fn(frames["target"][0])[0]
-        return {k: v.float().contiguous().cpu() for k, v in item.items()}
+        return pair_latents(self.pairs[index], self.cfg, self.codec, self.text_fn, self.image_fn)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.cache_dir is None:
@@ -86,3 +73,48 @@ class LatentPairDataset(torch.utils.data.Dataset):
         if "text" not in item:
             item["text"] = torch.zeros(self.text_shape)
         return item
+
+
+def pair_latents(pair: Pair, cfg: DataConfig, codec: LatentCodec, text_fn=None, image_fn=None) -> dict[str, torch.Tensor]:
+    """One pair → the latent dict above: clips standardised to the training size, then encoded."""
+    clips, frames = {}, {}
+    for which in ("source", "target"):
+        std = standardize(video_of(pair, which), cfg.height, cfg.width, num_frames=cfg.num_frames, fps=cfg.fps)
+        frames[which] = std.frames
+        clips[which] = to_tensor(std.frames)[None]  # (1, 3, F, H, W) in [-1, 1]
+    with torch.no_grad():
+        item = {
+            "source": codec.encode(clips["source"])[0],
+            "target": codec.encode(clips["target"])[0],
+            "first_frame": codec.encode(clips["target"][:, :, :1])[0],
+        }
+        if text_fn is not None:
+            item["text"] = text_fn(pair.target_caption)[0]
+        if image_fn is not None:  # the edited first frame, as `FreePropPipeline.encode_image` sees it
+            item["image"] = image_fn(frames["target"][0])[0]
+    return {k: v.float().contiguous().cpu() for k, v in item.items()}
+
+
+class SyntheticLatentDataset(torch.utils.data.Dataset):
+    """`cfg.synthetic_pairs` procedural pairs of `cfg.split`, rendered when asked for (tasks in turn,
+    as `freeprop data synth` writes them), at the training size; text tokens are zeros."""
+
+    def __init__(self, cfg: DataConfig, codec: LatentCodec, text_shape: tuple[int, int] = (512, 16)):
+        from freeprop.data.synthetic import SPLIT_SEEDS
+
+        if cfg.split not in SPLIT_SEEDS:
+            raise FreePropInputError(f"data.split must be one of {', '.join(SPLIT_SEEDS)} with data.synthetic_pairs")
+        self.cfg, self.codec, self.text_shape = cfg, codec, text_shape
+        self.first_seed = SPLIT_SEEDS[cfg.split]
+
+    def __len__(self) -> int:
+        return self.cfg.synthetic_pairs
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from freeprop.data.synthetic import TASKS, make_pair
+
+        cfg = self.cfg
+        tasks = cfg.tasks or TASKS
+        pair = make_pair(self.first_seed + index, cfg.split, tasks[index % len(tasks)], cfg.num_frames, cfg.height,
+                         cfg.width)
+        return pair_latents(pair, cfg, self.codec) | {"text": torch.zeros(self.text_shape)}

@@ -44,7 +44,7 @@ from freeprop.models.transformer import build_ffp_input
 from freeprop.pipeline import IMAGE_TOKENS
 from freeprop.training import checkpoints
 from freeprop.training.config import TrainConfig, to_dict
-from freeprop.training.data import LatentPairDataset
+from freeprop.training.data import LatentPairDataset, SyntheticLatentDataset
 from freeprop.training.losses import (
     add_noise,
     edit_weights,
@@ -109,6 +109,7 @@ class Trainer:
         )
         self.step, self.epoch, self.position, self.nonfinite_streak, self.skipped = 0, 0, 0, 0, 0
         self.stop_requested = False
+        self._order, self._batches = (None, []), None  # the current epoch's order; the batch stream
         self._setup_model(model_overrides or {})
         self._setup_data(dataset)
         self._setup_optimizer()
@@ -171,9 +172,12 @@ class Trainer:
         cfg = self.cfg
         if dataset is not None:
             self.dataset = dataset
+        elif cfg.data.synthetic_pairs:
+            self.dataset = SyntheticLatentDataset(cfg.data, self.pipe.codec, (512, self.model.config.text_dim))
         elif not cfg.data.path:
             raise FreePropInputError(
-                "data.path is empty; point it at a pair-format folder (freeprop data synth)"
+                "data.path is empty; point it at a pair-format folder (freeprop data synth), "
+                "or render pairs on the fly with data.synthetic_pairs"
             )
         else:
             text_fn = None
@@ -226,19 +230,41 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
 
     def _epoch_order(self, epoch: int) -> list[int]:
-        order = torch.randperm(
-            len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed + epoch)
-        )
-        return order[self.rank :: self.world][: self.per_rank].tolist()
+        if self._order[0] != epoch:  # one permutation per epoch, not per batch
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+            self._order = (epoch, order[self.rank :: self.world][: self.per_rank].tolist())
+        return self._order[1]
+
+    def _advance(self, epoch: int, position: int) -> tuple[int, int, int]:
+        """(epoch, start, end) of the batch after data position (epoch, position)."""
+        bs = self.cfg.batch_size
+        if position + bs > self.per_rank:
+            epoch, position = epoch + 1, 0
+        return epoch, position, position + bs
+
+    def _batch_plan(self):
+        """The index lists of every batch from the current data position on (the DataLoader's plan)."""
+        epoch, position = self.epoch, self.position
+        while True:
+            epoch, start, position = self._advance(epoch, position)
+            yield self._epoch_order(epoch)[start:position]
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
-        bs = self.cfg.batch_size
-        if self.position + bs > self.per_rank:
-            self.epoch, self.position = self.epoch + 1, 0
-        indices = self._epoch_order(self.epoch)[self.position : self.position + bs]
-        self.position += bs
-        items = [self.dataset[i] for i in indices]
-        return {k: torch.stack([it[k] for it in items]).to(self.accelerator.device) for k in items[0]}
+        """The next batch in the resumable order; with `data.num_workers`, prepared ahead by worker
+        processes in that same order (the stream restarts from the data position after a resume)."""
+        if self._batches is None:
+            workers = self.cfg.data.num_workers
+            if workers:
+                loader = torch.utils.data.DataLoader(
+                    self.dataset, batch_sampler=self._batch_plan(), num_workers=workers, collate_fn=_stack,
+                    prefetch_factor=4, worker_init_fn=_ignore_stop_signals,
+                )
+                self._batches = iter(loader)
+            else:
+                self._batches = (_stack([self.dataset[i] for i in idx]) for idx in self._batch_plan())
+        batch = next(self._batches)
+        self.epoch, _, self.position = self._advance(self.epoch, self.position)
+        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------------------------------------
     # The objective
@@ -389,6 +415,7 @@ class Trainer:
                     on_step(self)
         finally:
             bar.close()
+            self._batches = None  # shuts the data workers down now, while the main process can still join them
             if metrics_file is not None:
                 metrics_file.close()
             for sig, handler in handlers.items():
@@ -557,12 +584,25 @@ class Trainer:
             state["position"],
             state["skipped"],
         )
+        self._batches = None  # the stream restarts at the loaded data position
         random.setstate((3, tuple(state["python_random"]), None))
         np_state = list(np.random.get_state())
         np_state[1] = np.array(state["numpy_random"], dtype=np.uint32)
         np.random.set_state(tuple(np_state))
         if self.accelerator.is_main_process:  # steps logged after this checkpoint will be logged again
             _truncate_metrics(self.out / "metrics.jsonl", self.step)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data workers leave SIGTERM/SIGINT to the main process: a Ctrl-C or `timeout` reaches the whole
+    process group, and a worker killed by it would end the run before it saves (the main process
+    finishes its step, checkpoints, then shuts the workers down)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stack(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Issue 11's GPU run: three recipes for the bundled model trained side by side on one GPU, on
+# procedural pairs rendered on the fly (data.synthetic_pairs), then packed for the trip back.
+#
+#   bash scripts/gpu_train.sh OUT [SECONDS]   # ≈ SECONDS of training (default 400) on one H100/H200
+#   SMOKE=1 bash scripts/gpu_train.sh OUT     # a few CPU steps of every stage: tests this script
+#   VARIANTS="warm" bash scripts/gpu_train.sh OUT 220   # some of the recipes (they share 12 data workers)
+#
+#   warm  — the bundled model, 17-frame clips (configs/small.yaml from its weights)
+#   small — the `small` preset from scratch: 5-frame clips (configs/small-stage1.yaml), then 17
+#   deep  — the `small-deep` preset (4 blocks) from scratch, the same two stages
+# Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
+# writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
+# metrics; cat them to untar) and logs.txt.
+set -euo pipefail
+OUT=${1:?usage: gpu_train.sh OUT [SECONDS]}
+BUDGET=${2:-400}
+VARIANTS=(${VARIANTS:-warm small deep})
+RUNS=runs/gpu
+mkdir -p "$OUT" "$RUNS"
+
+if [[ -n "${SMOKE:-}" ]]; then
+  STEPS=(4 3 3) BATCH=(2 2) COMMON="mixed_precision=no data.num_workers=1"
+else  # steps sized for ≈ 7 steps/s at 17 frames (4 render workers ≈ 240 pairs/s) and ≈ 6 at 5 frames (batch 64)
+  STEPS=(${WARM_STEPS:-2600} 800 1900) BATCH=(32 64) COMMON="mixed_precision=bf16 data.num_workers=$((12 / ${#VARIANTS[@]}))"
+fi
+COMMON="$COMMON full_finetune=true data.synthetic_pairs=1000000 save_every=500 log_every=50"
+train() {  # NAME SECONDS ARGS...: one `freeprop train`, stopped with SIGTERM after SECONDS at the latest
+  local name=$1 seconds=$2; shift 2
+  timeout -s TERM -k 60 "$seconds" python3 -m freeprop.cli train "$@" output_dir="$RUNS/$name" $COMMON \
+    >"$RUNS/$name.log" 2>&1 || echo "$name: exit $?" >>"$RUNS/$name.log"
+}
+two_stages() {  # NAME PRESET: 5-frame stage from scratch, then 17-frame stage from its pipeline
+  local start=$SECONDS
+  train "$1-stage1" $((BUDGET / 3)) configs/small-stage1.yaml model.preset="$2" \
+    max_steps="${STEPS[1]}" batch_size="${BATCH[1]}"
+  train "$1" $((BUDGET - (SECONDS - start))) configs/small.yaml model.weights=null \
+    model.pipeline="$RUNS/$1-stage1/pipeline" max_steps="${STEPS[2]}" batch_size="${BATCH[0]}"
+}
+
+nvidia-smi --query-gpu=name,memory.total --format=csv >"$RUNS/gpu.txt" 2>&1 || echo "no GPU" >"$RUNS/gpu.txt"
+warm() {
+  train warm "$BUDGET" configs/small.yaml model.weights=null model.pipeline=src/freeprop/assets/freeprop-small \
+    max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" optim.lr=3e-4 optim.warmup_steps=100
+}
+for variant in "${VARIANTS[@]}"; do
+  case $variant in
+    warm) warm & ;;
+    small) two_stages small small & ;;
+    deep) two_stages deep small-deep & ;;
+  esac
+done
+wait
+
+# Pack: each final pipeline in fp16 (scripts/bundle_model.py) with its run's files; split under 16 MiB.
+pack=$RUNS/pack
+rm -rf "$pack" && mkdir -p "$pack"
+for run in warm small small-stage1 deep deep-stage1; do  # stage 1 brings back its files, not its weights
+  [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" --steps 2 --out "$pack/$run" >/dev/null
+  mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
+done
+tar czf - -C "$pack" . | split -b 15M - "$OUT/runs.tgz.part-"
+for f in "$RUNS"/gpu.txt "$RUNS"/*.log; do echo "== $f"; tail -c 3000 "$f"; done >"$OUT/logs.txt"
