@@ -339,3 +339,21 @@ def test_streaming_holds_one_window_and_equals_the_in_memory_call():
         streamed.append(frame)
     np.testing.assert_array_equal(np.stack(streamed), whole.frames)
     assert alphas == whole.alphas and len(alphas) == len(window_starts(41, 9, 2))
+
+
+def test_num_samples_averages_independent_samples(clip, tmp_path):
+    pipe, edit, calls = tiny_pipeline(), 255 - clip[0], []
+    averaged = run(pipe, clip[:9], edit, num_samples=3, callback=lambda i, n: calls.append((i, n))).frames
+    assert calls[-1] == (9, 9)  # 3 steps × 3 samples on the progress bar
+    generator, singles = torch.Generator().manual_seed(0), []
+    for _ in range(3):  # each one-window run draws one noise tensor from the shared generator, as the samples do
+        singles.append(pipe(clip[:9], edit, num_inference_steps=3, generator=generator).frames.astype(float))
+    unclipped = (np.min(singles, 0) > 0) & (np.max(singles, 0) < 255)  # a random model's output saturates
+    assert unclipped.mean() > 0.3
+    assert np.abs(averaged - np.mean(singles, 0))[unclipped].max() <= 1  # the mean, up to uint8 rounding
+    assert np.abs(averaged[1:] - singles[0][1:]).max() > 2  # not merely the first sample
+    pipe.register_to_config(num_samples=3)
+    pipe.save_pretrained(tmp_path)
+    loaded = FreePropPipeline.from_pretrained(tmp_path)
+    assert loaded.config.num_samples == 3
+    np.testing.assert_array_equal(run(loaded, clip[:9], edit).frames, averaged)  # the stored default

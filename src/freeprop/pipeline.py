@@ -304,6 +304,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         sample_size: tuple[int, int] | list[int] | None = None,
         window_frames: int | None = None,
         num_inference_steps: int | None = None,
+        num_samples: int | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -317,11 +318,13 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         )
         # sample_size: the model's native (H, W), e.g. the resolution the bundled tiny model was trained at;
         # window_frames: frames per window (default 81 with the Wan VAE, 17 with the pixel codec);
-        # num_inference_steps: the model's own default step count (measured for the bundled model), else 30.
+        # num_inference_steps: the model's own default step count (measured for the bundled model), else 30;
+        # num_samples: how many samples each window averages (default 1; see `_denoise_window`).
         self.register_to_config(
             sample_size=list(sample_size) if sample_size else None,
             window_frames=window_frames,
             num_inference_steps=num_inference_steps,
+            num_samples=num_samples,
         )
         self.fixed_shift: float | None = None  # None: the shift follows the model resolution (`shift_for_size`)
 
@@ -364,7 +367,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 else {}
             )
             parts[name] = load_pretrained(component_cls, str(folder / name), **extra)  # safetensors only
-        options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps") if k in index}
+        options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps", "num_samples")
+                   if k in index}
         return cls(**parts, **{**options, **kwargs})
 
     # ------------------------------------------------------------------------------------------
@@ -510,6 +514,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         replace_first_frame: bool = True,
         residual_upscale: bool | None = None,
         callback: Callable[[int, int], None] | None = None,
+        num_samples: int | None = None,
     ) -> FreePropPipelineOutput:
         """Propagate `first_frame`'s edit through `source_video` (all in memory; `stream` for long videos).
 
@@ -526,6 +531,9 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 instead of upsampling the output itself, so unedited regions keep the full-resolution
                 source detail; default: on when the output is larger than the model's size.
             callback: called as `callback(step, total_steps)` after each denoising step.
+            num_samples: average this many samples (independent noise) per window (default: the pipeline's
+                `num_samples`, else 1): an estimate of the posterior mean, steadier and closer to the truth
+                in PSNR than one sample, at `num_samples` times the cost.
         """
         frames = _as_frames(source_video)
         num_frames = num_frames or len(frames)
@@ -535,7 +543,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         result = np.stack(list(self.stream(
             iter(frames[:num_frames]), first_frame, num_frames, prompt, negative_prompt, height, width,
             num_inference_steps, guidance_scale, generator, window_frames, overlap, replace_first_frame,
-            residual_upscale, callback, alphas, timings,
+            residual_upscale, callback, alphas, timings, num_samples,
         )))  # fmt: skip
         if output_type == "pt":
             result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
@@ -565,6 +573,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         callback: Callable[[int, int], None] | None = None,
         alphas: list | None = None,
         timings: dict | None = None,
+        num_samples: int | None = None,
     ) -> Iterator[np.ndarray]:
         """`__call__` one frame at a time: uint8 `[H, W, 3]` source frames in, output frames out, in order,
         as soon as no later window can change them. Memory holds one window of frames, not the video.
@@ -572,6 +581,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         # 1. Frame 0 of the source and the edit fix the sizes; check them.
         alphas, timings = alphas if alphas is not None else [], timings if timings is not None else {}
         num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or SAMPLING.steps
+        num_samples = num_samples or self.config.get("num_samples") or 1
         reader = _Frames(source_frames)
         edit = _as_image(first_frame)
         src_h, src_w = reader.shape
@@ -609,7 +619,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         #    window touches leave at once, mapped to the output size.
         upscaling = out_h * out_w > model_h * model_w
         as_residual = residual_upscale if residual_upscale is not None else upscaling
-        total = len(window_starts(num_frames, window, overlap)) * num_inference_steps if num_frames else None
+        steps = num_inference_steps * num_samples
+        total = len(window_starts(num_frames, window, overlap)) * steps if num_frames else None
         output: dict[int, np.ndarray] = {}  # model-size output frames not yet sent, by index
         with self.progress_bar(total=total) if total else _open_bar(self) as bar:
 
@@ -624,7 +635,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 last = reader.done and reader.count <= start + window
                 video, alpha = self._denoise_window(
                     reader.window(start, window), edit_small if start == 0 else output[start], text, image, codec,
-                    num_inference_steps, guidance, generator, step_done, timings,
+                    (num_inference_steps, num_samples), guidance, generator, step_done, timings,
                 )  # fmt: skip
                 alphas.append(alpha)
                 if start:  # cross-fade the frames both windows produced
@@ -681,33 +692,41 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     def _denoise_window(
         self, source, first, text, image, codec, steps, guidance, generator, step_done, timings
     ) -> tuple[np.ndarray, tuple[float, float]]:
-        """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`, (α_S, α_T)."""
+        """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`, (α_S, α_T).
+        `steps` = (ODE steps, samples): the samples' final latents are averaged (ours, beyond the paper: the
+        mean of independent samples estimates the posterior mean, which a few-step sampler's noise would
+        otherwise make flicker from frame to frame; measured in docs/model.md)."""
         device, dtype = self._execution_device, self.transformer.dtype
+        steps, samples = steps
         # a. Latents of the source and of the first frame (a one-frame video).
         with _timed(timings, "encode", device):
             z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
             z_first = codec.encode(to_tensor(first[None])[None].to(device)).to(dtype)  # (1, C, 1, h, w)
         shape = (1, codec.latent_channels, latent_num_frames(codec, len(source)), *z_src.shape[-2:])
-        latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
         batch = text.shape[0]
         alpha_s, alpha_t = self.transformer.predict_alphas(z_src)
         alpha_pair = (alpha_s.repeat(batch), alpha_t.repeat(batch))
 
-        # b. Integrate the flow ODE.
+        # b. Integrate the flow ODE, once per sample.
+        total = torch.zeros(shape, device=device)
         with _timed(timings, "denoise", device):
-            self.scheduler.set_timesteps(steps, device=device)
-            for t in self.scheduler.timesteps:
-                x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
-                x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
-                output = self.transformer(
-                    x, t.expand(batch).to(device), text, image, alphas=alpha_pair
-                ).sample
-                velocity = self.transformer.velocity(output.float(), latents, t.float() / 1000)
-                if guidance is not None:
-                    uncond, cond = velocity.chunk(2)
-                    velocity = uncond + guidance * (cond - uncond)
-                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-                step_done()
+            for _ in range(samples):
+                latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
+                self.scheduler.set_timesteps(steps, device=device)
+                for t in self.scheduler.timesteps:
+                    x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
+                    x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
+                    output = self.transformer(
+                        x, t.expand(batch).to(device), text, image, alphas=alpha_pair
+                    ).sample
+                    velocity = self.transformer.velocity(output.float(), latents, t.float() / 1000)
+                    if guidance is not None:
+                        uncond, cond = velocity.chunk(2)
+                        velocity = uncond + guidance * (cond - uncond)
+                    latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+                    step_done()
+                total += latents
+        latents = total / samples
 
         # c. Decode (a residual model generated z_tgt − z_src: add the source back).
         with _timed(timings, "decode", device):

@@ -24,7 +24,7 @@ from freeprop.cli.common import (
 from freeprop.defaults import BUNDLED_MODEL, DEFAULT_EDIT_METHOD, EDIT_METHODS, SAMPLING, SCHEDULERS
 from freeprop.errors import FreePropInputError
 
-MODEL_OPTIONS = ("model", "weights", "lora", "steps", "prompt")  # any of these asks for a model
+MODEL_OPTIONS = ("model", "weights", "lora", "steps", "samples", "prompt")  # any of these asks for a model
 
 # Peak memory of an edit ≈ start-up + factor × the bytes of the frames it holds at once (edits stream:
 # flow-warp holds one frame and its float buffers, the model one window); measured with
@@ -109,6 +109,8 @@ def add_edit_parser(sub) -> None:
     p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")
     p.add_argument("--steps", type=positive_int,
                    help=f"denoising steps (default: the model's own — 2 for the bundled one — else {SAMPLING.steps})")
+    p.add_argument("--samples", type=positive_int,
+                   help="samples averaged per window: steadier, at that many times the cost (default: the model's own)")
     p.add_argument("--guidance", type=float, default=SAMPLING.guidance_scale,
                    help=f"classifier-free guidance scale, with --prompt (default {SAMPLING.guidance_scale:g})")
     p.add_argument("--seed", type=int, default=SAMPLING.seed)
@@ -128,7 +130,7 @@ def add_edit_parser(sub) -> None:
 
 
 def default_method(args) -> str:
-    """A model option (--model, --weights, --lora, --steps, --prompt) asks for a model; else the default."""
+    """A model option (--model, --weights, --lora, --steps, --samples, --prompt) asks for a model; else the default."""
     wants_model = any(getattr(args, k) is not None for k in MODEL_OPTIONS)
     return "freeprop" if wants_model else DEFAULT_EDIT_METHOD
 
@@ -247,7 +249,7 @@ class Editor:
         yield from self.pipeline().stream(
             frames, first, num_frames, prompt=prompt, negative_prompt=a.negative_prompt, height=height, width=width,
             num_inference_steps=a.steps, guidance_scale=a.guidance, generator=torch.Generator().manual_seed(a.seed),
-            window_frames=a.window, overlap=a.overlap, callback=self.progress, alphas=alphas,
+            window_frames=a.window, overlap=a.overlap, callback=self.progress, alphas=alphas, num_samples=a.samples,
         )  # fmt: skip
 
     def pipeline(self):
