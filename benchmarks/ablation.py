@@ -5,13 +5,14 @@ shared point too: the bundled run's final weights — a model that already propa
 AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then fine-tunes
 for the same steps and data, once per seed:
 
-    python benchmarks/ablation.py --make-base runs/small/checkpoints/step-0001200/trainable.safetensors runs/abl-base.safetensors
+    cd benchmarks && python ablation.py --make-base \
+        ../src/freeprop/assets/freeprop-small/transformer/diffusion_pytorch_model.safetensors ../runs/abl2-base.safetensors && cd ..
     for seed in 0 1; do for v in baseline ast_rope full; do
-      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl-base.safetensors seed=$seed \\
-          max_steps=60 optim.lr=2e-4 optim.warmup_steps=5 loss.teacher=snapshot \\
-          loss.lambda_motion=0.5 loss.lambda_mmd=0.1 save_every=1000 output_dir=runs/abl-$v-s$seed
+      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl2-base.safetensors seed=$seed \
+          max_steps=100 optim.lr=3e-4 optim.warmup_steps=5 loss.teacher=snapshot loss.lambda_motion=0.5 \
+          loss.lambda_mmd=0.1 data.synthetic_pairs=1000000 save_every=1000 output_dir=runs/abl2-$v-s$seed
     done; done
-    python benchmarks/ablation.py --runs runs/abl-*-s0 runs/abl-*-s1 --steps 2
+    cd benchmarks && python ablation.py --data ../data/synth --out results --steps 1 --runs ../runs/abl2-*-s[01]
 
 Runs named `<arm>-s<seed>` are grouped by arm: the table gives the mean over seeds and, after ±,
 half the spread (max − min) / 2. Metrics per task: PSNR, SSIM, masked PSNR (local edits), flicker

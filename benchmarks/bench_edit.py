@@ -77,7 +77,7 @@ def bench_edit(args) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"model={args.model} device={args.device} dtype={args.dtype} {args.frames} frames {height}x{width} "
-        f"steps={args.steps} threads={torch.get_num_threads()} repeats={args.repeats}"
+        f"steps={args.steps or 'own'} threads={torch.get_num_threads()} repeats={args.repeats}"
     )
     for stage, seconds in med.items():
         share = "" if stage == "total" else f"  {100 * seconds / med['total']:5.1f} %"
@@ -125,7 +125,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", default="64x64")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own; with its own num_samples)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])

@@ -10,7 +10,7 @@ four tasks) it reports PSNR, SSIM, masked PSNR inside the edit (local tasks) and
 - flicker ratio ≤ 1.5 in every task.
 
     freeprop data synth data/synth --real 48
-    python benchmarks/propagation.py --split test --split real --bundled --steps 1 4 20
+    python benchmarks/propagation.py --split test --split real --bundled --steps 1 4 20 --samples 1 4
 
 Anchors: copy-source, frozen-first-frame, flow-warp carrying pixels and carrying the residual.
 Writes `propagation.json` and `propagation.md` under --out.
@@ -78,7 +78,8 @@ def load_model(path: str, preset: str = "small"):
     return pipe
 
 
-def model_method(path: str, steps: int, seed: int = 0):
+def model_method(path: str, steps: int | None, seed: int = 0, samples: int | None = None):
+    """`steps` / `samples`: None = the model's stored defaults."""
     pipe = load_model(path)
     pipe.transformer.eval()
     pipe.set_progress_bar_config(disable=True)
@@ -87,6 +88,7 @@ def model_method(path: str, steps: int, seed: int = 0):
             pair.source,
             pair.target[0],
             num_inference_steps=steps,
+            num_samples=samples,
             generator=torch.Generator().manual_seed(seed),
         ).frames
     )
@@ -142,7 +144,8 @@ def main():
     parser.add_argument("--split", action="append", help="pair-format split(s) (default: test and real)")
     parser.add_argument("--model", action="append", default=[], help="NAME=PIPELINE_FOLDER (repeatable)")
     parser.add_argument("--bundled", action="store_true", help="also evaluate the bundled model")
-    parser.add_argument("--steps", type=int, nargs="+", default=[4], help="sampling steps for every model")
+    parser.add_argument("--steps", type=int, nargs="+", default=[0], help="sampling steps for every model (0: its own)")
+    parser.add_argument("--samples", type=int, nargs="+", default=[0], help="samples averaged (0: the model's own)")
     parser.add_argument("--pairs", type=int, default=80, help="pairs per split (at most)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
@@ -158,7 +161,9 @@ def main():
         methods = anchors()
         for name, path in models.items():
             for steps in args.steps:
-                methods[f"{name} ({steps} steps)"] = model_method(path, steps)
+                for samples in args.samples:
+                    label = f"{name} ({steps or 'own'} steps × {samples or 'own'})"
+                    methods[label] = model_method(path, steps or None, samples=samples or None)
         results, timing = {}, {}
         for name, method in methods.items():
             start = time.perf_counter()

@@ -108,9 +108,9 @@ def add_edit_parser(sub) -> None:
     p.add_argument("--prompt", help="optional text describing the edited video (needs a text encoder)")
     p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")
     p.add_argument("--steps", type=positive_int,
-                   help=f"denoising steps (default: the model's own — 2 for the bundled one — else {SAMPLING.steps})")
+                   help=f"denoising steps (default: the model's own — 1 for the bundled one — else {SAMPLING.steps})")
     p.add_argument("--samples", type=positive_int,
-                   help="samples averaged per window: steadier, at that many times the cost (default: the model's own)")
+                   help="samples averaged per window: steadier, at that many times the cost (default: the model's own — 4 for the bundled one — else 1)")
     p.add_argument("--guidance", type=float, default=SAMPLING.guidance_scale,
                    help=f"classifier-free guidance scale, with --prompt (default {SAMPLING.guidance_scale:g})")
     p.add_argument("--seed", type=int, default=SAMPLING.seed)
