@@ -175,25 +175,6 @@ PRESETS: dict[str, FreePropConfig] = {
         predicts_residual=True,  # generate z_tgt − z_src: the small model learns the edit, not the video
         prediction="sample",  # output x̂₀ (the residual), not the velocity: no noise to reproduce
     ),
-    # `small` one block deeper with a narrower FFN (4 × 384, ffn 1024): 9.5 M parameters, 18 MiB in fp16.
-    # A fourth attention hop for finding where frame-0 content went (issue 11's GPU recipe compares both).
-    "small-deep": FreePropConfig(
-        num_layers=4,
-        num_attention_heads=6,
-        attention_head_dim=64,
-        ffn_dim=1024,
-        latent_channels=48,
-        mask_channels=1,
-        text_dim=16,
-        image_dim=None,
-        rope_max_seq_len=64,
-        predictor_dim=32,
-        predictor_layers=1,
-        predictor_heads=2,
-        predictor_pool=2,
-        predicts_residual=True,
-        prediction="sample",
-    ),
     # Wan2.1-Fun-1.3B-Control: dim 1536, 12 heads × 128, 30 layers, ffn 8960, + mask M (4 channels).
     "wan2.1-fun-1.3b-control": FreePropConfig(
         num_layers=30,
@@ -209,6 +190,10 @@ PRESETS: dict[str, FreePropConfig] = {
         ffn_dim=13824,
     ),
 }
+
+# `small` one block deeper with a narrower FFN (4 × 384, ffn 1024): 9.5 M parameters, 18 MiB in fp16 —
+# a fourth attention hop for finding where frame-0 content went (scripts/gpu_train.sh's `deep` recipe).
+PRESETS["small-deep"] = PRESETS["small"].replace(num_layers=4, ffn_dim=1024)
 
 
 def get_preset(name: str, **overrides) -> FreePropConfig:
