@@ -2,6 +2,10 @@
 (`data.num_workers`): the same pairs `freeprop data synth` writes, the same batch order with and
 without workers, and exact resumption from a checkpoint's data position."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -53,8 +57,27 @@ def test_workers_give_the_same_batches_in_the_same_order_and_resume_at_the_data_
     for want in expected[:2]:
         got = workers._next_batch()
         assert all(torch.equal(got[k], want[k]) for k in want)
+    workers.close()
     resumed = trainer(tmp_path / "c", 2)  # what `_load_checkpoint` restores: the data position
     resumed.epoch, resumed.position = workers.epoch, workers.position
     for want in expected[2:]:
         got = resumed._next_batch()
         assert all(torch.equal(got[k], want[k]) for k in want)
+    resumed.close()
+
+
+def test_a_program_that_never_closes_its_data_workers_still_exits(tmp_path):
+    """At exit, multiprocessing ends leftover workers with SIGTERM and joins them: a worker that ignored
+    SIGTERM hung the interpreter forever (CI stalled after all tests passed)."""
+    program = textwrap.dedent(f"""
+        from freeprop.training.config import load_config
+        from freeprop.training.recipe import Trainer
+        t = Trainer(load_config("configs/tiny.yaml", ["data.synthetic_pairs=6", "data.num_frames=5",
+            "data.height=16", "data.width=16", "batch_size=2", "data.num_workers=2",
+            "output_dir={tmp_path}", "lora.rank=4", "lora.alpha=4"]))
+        t._next_batch()
+        keep = [t, t]  # a reference cycle, as a test's or a notebook's objects often are
+        keep.append(keep)
+    """)
+    child = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-800:]

@@ -257,7 +257,7 @@ class Trainer:
             if workers:
                 loader = torch.utils.data.DataLoader(
                     self.dataset, batch_sampler=self._batch_plan(), num_workers=workers, collate_fn=_stack,
-                    prefetch_factor=4, worker_init_fn=_ignore_stop_signals,
+                    prefetch_factor=4, worker_init_fn=_leave_process_group,
                 )
                 self._batches = iter(loader)
             else:
@@ -265,6 +265,10 @@ class Trainer:
         batch = next(self._batches)
         self.epoch, _, self.position = self._advance(self.epoch, self.position)
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
+
+    def close(self) -> None:
+        """Shut the data workers down now (`train` does at its end), while the main process can join them."""
+        self._batches = None
 
     # ------------------------------------------------------------------------------------------
     # The objective
@@ -415,7 +419,7 @@ class Trainer:
                     on_step(self)
         finally:
             bar.close()
-            self._batches = None  # shuts the data workers down now, while the main process can still join them
+            self.close()
             if metrics_file is not None:
                 metrics_file.close()
             for sig, handler in handlers.items():
@@ -593,12 +597,12 @@ class Trainer:
             _truncate_metrics(self.out / "metrics.jsonl", self.step)
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Data workers leave SIGTERM/SIGINT to the main process: a Ctrl-C or `timeout` reaches the whole
-    process group, and a worker killed by it would end the run before it saves (the main process
-    finishes its step, checkpoints, then shuts the workers down)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _leave_process_group(worker_id: int) -> None:
+    """Data workers leave the trainer's process group: a Ctrl-C or `timeout` signals the whole group,
+    and a worker killed by it would end the run before it saves (the main process finishes its step,
+    checkpoints, then shuts the workers down). Ignoring the signals instead would also ignore the
+    SIGTERM with which multiprocessing ends leftover workers at exit, and the interpreter would hang."""
+    os.setpgid(0, 0)
 
 
 def _stack(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
