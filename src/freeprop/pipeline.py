@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -45,7 +44,14 @@ from freeprop.defaults import SAMPLING
 from freeprop.errors import FreePropInputError
 from freeprop.hub import load_pretrained
 from freeprop.models.transformer import FreePropTransformer, build_ffp_input
-from freeprop.video import atomic_path, from_tensor, read_json_object, resize_cover_crop, to_tensor
+from freeprop.video import (
+    atomic_path,
+    from_tensor,
+    read_json_object,
+    replaced_folder,
+    resize_cover_crop,
+    to_tensor,
+)
 
 TEXT_TOKENS = 512  # Wan pads umT5 output to 512 tokens (its I2V cross-attention assumes it)
 IMAGE_TOKENS = 257  # CLIP ViT-H/14 penultimate hidden states at 224 px
@@ -236,18 +242,9 @@ def save_adapter(folder: str | os.PathLike, transformer: FreePropTransformer) ->
     `patch_embedding` (the mask channels M train fully, paper §4.1–4.2); `folder/freeprop_adapter.json`
     the head map. The LoRA file's metadata carries its LoraConfig (rank, alpha, targets).
     """
-    folder = Path(folder)
-    partial = folder.with_name(f".{folder.name}.partial")  # written whole, then swapped in (a kill
-    shutil.rmtree(partial, ignore_errors=True)              # leaves the old adapter or the new one)
-    partial.mkdir(parents=True)
-    _write_adapter(partial, transformer)
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    partial.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    with replaced_folder(folder) as partial:  # written whole, then swapped in
+        _write_adapter(partial, transformer)
+    return Path(folder)
 
 
 def adapter_is_complete(folder: str | os.PathLike) -> bool:

@@ -243,6 +243,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextmanager
+def replaced_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside `folder` to write into; on success it replaces `folder` whole
+    (a kill at any point leaves the old folder or the new one, never a mix)."""
+    folder = Path(folder)
+    partial, old = folder.with_name(f".{folder.name}.partial"), folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    yield partial
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    partial.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _finite(value):
     """JSON-safe: NaN and ±inf (e.g. PSNR of identical frames) become null; numpy scalars become numbers."""
     if isinstance(value, dict):

@@ -171,3 +171,26 @@ def test_synth_does_not_mix_clip_sizes_in_one_dataset(tmp_path, capsys):
     assert main([*base, "--size", "16x16", "--train", "4"]) == 0  # resuming at the same size is fine
     assert main([*base, "--size", "32x32"]) == 2
     assert "holds clips of 5 frames at 16x16" in capsys.readouterr().err
+
+
+def test_finetune_vace_from_a_saved_pipeline_writes_the_lora_build_loads(tmp_path, capsys):
+    """The command end to end on a VACE folder (diffusers' tiny recipe, saved): the run's folder is
+    `freeprop train`'s, and the LoRA it names loads into VACE."""
+    from freeprop.data.pairs import PairDataset
+    from freeprop.data.stages.synthesis import load_vace
+    from tests.data.conftest import build_tiny_vace
+
+    write_synthetic(tmp_path / "pairs", {"train": 4}, frames=9, height=32, width=32, progress=False)
+    build_tiny_vace().save_pretrained(tmp_path / "vace")
+    removals = PairDataset(tmp_path / "pairs", tasks=("removal",)).rows
+    (tmp_path / "decisions.json").write_text(json.dumps({r["sample_id"]: "accept" for r in removals}))
+    args = ["data", "finetune-vace", str(tmp_path / "pairs"), "--decisions", str(tmp_path / "decisions.json"),
+            "-o", str(tmp_path / "run"), "--vace", str(tmp_path / "vace"), "--steps", "2", "--rank", "4",
+            "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 accepted removals, 2 steps" in out and f"models.vace_lora={tmp_path / 'run' / 'adapter'}" in out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
+    load_vace(str(tmp_path / "vace"), "cpu", lora=str(tmp_path / "run" / "adapter"))  # loads the LoRA
+    assert main(args) == 2  # a second run into the same folder: --resume or --overwrite
+    assert "--resume" in capsys.readouterr().err

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from freeprop.data.curation import finetune_vace, make_review_server, read_decisions, write_review
+from freeprop.data.curation import make_review_server, read_decisions, write_review
 from freeprop.data.pairs import PairWriter
 from freeprop.data.synthetic import make_pair
+from freeprop.data.vace_finetune import finetune_vace
 from freeprop.errors import FreePropInputError
 from tests.data.conftest import build_tiny_vace
 
@@ -62,8 +63,8 @@ def test_finetune_vace_on_accepted_removals_and_load_the_lora(removals, tmp_path
     pipe = build_tiny_vace()
     summary = finetune_vace(pipe, removals, {ids[0]: True, ids[1]: False}, tmp_path / "lora", steps=4, lr=1e-2,
                             rank=4, progress=False)  # fmt: skip
-    assert summary["accepted"] == 1 and np.isfinite(summary["last_loss"])
-    assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert summary["accepted"] == 1 and summary["steps"] == 4 and np.isfinite(summary["recent_mean"]["loss"])
+    assert (tmp_path / "lora" / "adapter" / "pytorch_lora_weights.safetensors").is_file()
 
     def run(p):
         video = [np.full((32, 32, 3), 128, np.uint8)] * 9
@@ -74,7 +75,7 @@ def test_finetune_vace_on_accepted_removals_and_load_the_lora(removals, tmp_path
 
     fresh = build_tiny_vace()
     before = run(fresh)
-    fresh.load_lora_weights(str(tmp_path / "lora"))
+    fresh.load_lora_weights(str(tmp_path / "lora" / "adapter"))
     assert np.abs(run(fresh) - before).max() > 1e-4  # the fine-tune changes VACE's output
     with pytest.raises(FreePropInputError, match="no accepted removal pairs"):
         finetune_vace(build_tiny_vace(), removals, {}, tmp_path / "none", steps=1, progress=False)
@@ -175,17 +176,19 @@ def test_the_vace_fine_tune_resumes_after_a_kill_exactly(removals, tmp_path):
     options = dict(steps=6, lr=1e-2, rank=4, progress=False, save_every=2)
     finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "straight", **options)
 
-    def kill_after_3(step):
-        if step == 3:
+    def kill_after_3(trainer):
+        if trainer.step == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "killed", on_step=kill_after_3, **options)
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text() == "step-0000002"
-    with pytest.raises(FreePropInputError, match="pass --resume"):
+    with pytest.raises(FreePropInputError, match="--resume"):
         finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "killed", **options)
     summary = finetune_vace(build_tiny_vace(), removals, decisions, tmp_path / "killed", resume=True, **options)
-    straight = load_file(str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"))
-    resumed = load_file(str(tmp_path / "killed" / "pytorch_lora_weights.safetensors"))
+    straight = load_file(str(tmp_path / "straight" / "adapter" / "pytorch_lora_weights.safetensors"))
+    resumed = load_file(str(tmp_path / "killed" / "adapter" / "pytorch_lora_weights.safetensors"))
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
-    assert summary["steps"] == 6
+    assert summary["steps"] == 6 and summary["status"] == "finished"
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # `freeprop train`'s log: the steps after the checkpoint logged once

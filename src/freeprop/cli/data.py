@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from freeprop.cli.common import (
     add_device_options,
@@ -13,6 +15,7 @@ from freeprop.cli.common import (
     parse_size,
     positive_int,
 )
+from freeprop.cli.train import EXIT_INTERRUPTED
 from freeprop.defaults import SYNTH
 from freeprop.errors import FreePropInputError
 
@@ -181,25 +184,29 @@ def _add_finetune_vace(sub) -> None:
     p.add_argument("--rank", type=positive_int, default=64)
     p.add_argument("--save-every", type=positive_int, default=100, help="checkpoint every N steps (default 100)")
     p.add_argument("--resume", action="store_true", help="continue from the output's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in an output folder that holds a run (deletes it)")
     add_device_options(p)
     p.set_defaults(func=cmd_data_finetune_vace)
 
 
-def cmd_data_finetune_vace(args: argparse.Namespace) -> None:
-    from freeprop.data.curation import finetune_vace, read_decisions
+def cmd_data_finetune_vace(args: argparse.Namespace) -> int:
+    from freeprop.data.curation import read_decisions
     from freeprop.data.stages.synthesis import load_vace
+    from freeprop.data.vace_finetune import finetune_vace
 
     decisions = read_decisions(args.decisions)
     device, dtype = device_and_dtype(args.device, args.dtype)
     pipe = load_vace(args.vace, device, dtype)
     summary = finetune_vace(pipe, args.dataset, decisions, args.output, args.steps, args.lr, args.rank,
-                            save_every=args.save_every, resume=args.resume)  # fmt: skip
-    print(
-        f"wrote {args.output} (LoRA; {summary['accepted']} accepted removals, loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f})"
-    )
-    print(
-        f"regenerate the removals: freeprop data build CONFIG models.vace_lora={args.output} 'local.tasks=[removal]' output=NEW"
-    )
+                            save_every=args.save_every, resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+    if summary["status"] == "interrupted":
+        print(f"interrupted at step {summary['steps']}; continue with the same command and --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    lora = Path(args.output) / "adapter"
+    print(f"wrote {lora} (LoRA; {summary['accepted']} accepted removals, {summary['steps']} steps, "
+          f"recent loss {summary.get('recent_mean', {}).get('loss', float('nan')):.3f})")  # fmt: skip
+    print(f"regenerate the removals: freeprop data build CONFIG models.vace_lora={lora} 'local.tasks=[removal]' output=NEW")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,11 +4,8 @@
    accept / reject buttons. Decisions are saved to `decisions.json`: by the page's "Save" button
    (a download), or straight into the folder when the page is served by `serve_review` (bound to
    127.0.0.1). `read_decisions` reads them back.
-2. `finetune_vace(dataset, decisions, ...)` — LoRA (peft, through diffusers' adapter API) on the
-   `WanVACETransformer3DModel`, trained with the Wan flow-matching loss of `training/losses.py` on the
-   accepted removals: the target video's latents are denoised under VACE's own conditioning of the
-   source video and the removal mask (the pipeline's `preprocess_conditions` / `prepare_video_latents`
-   / `prepare_masks`) and the removal caption. Saves a diffusers LoRA folder.
+2. `data/vace_finetune.py` — LoRA-fine-tune VACE on the accepted removals (`freeprop data
+   finetune-vace`), on `freeprop train`'s loop; it saves a diffusers LoRA folder.
 3. Regenerate the removal subset with it: `freeprop data build CONFIG models.vace_lora=FOLDER
    local.tasks=[removal] output=NEW` (VACE loads it with `load_lora_weights`).
 """
@@ -17,14 +14,11 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from freeprop.errors import FreePropInputError
-from freeprop.models.loading import read_safetensors, write_safetensors
 from freeprop.video import atomic_path, write_video
 
 # --- 1. review ---------------------------------------------------------------------------------------
@@ -180,158 +174,3 @@ def read_raw_decisions(path: Path) -> dict[str, str]:
 def read_decisions(path: str | Path) -> dict[str, bool]:
     """`{sample_id: True (accept) / False (reject)}` from a decisions file."""
     return {k: v == "accept" for k, v in read_raw_decisions(Path(path)).items()}
-
-
-# --- 2. fine-tune VACE on accepted removals ------------------------------------------------------------
-
-
-def finetune_vace(
-    pipe,
-    dataset: str | Path,
-    decisions: dict[str, bool],
-    output: str | Path,
-    steps: int = 1000,
-    lr: float = 1e-4,
-    rank: int = 64,
-    shift: float = 5.0,
-    seed: int = 0,
-    progress: bool = True,
-    save_every: int = 100,
-    resume: bool = False,
-    gradient_checkpointing: bool = True,
-    on_step=None,
-) -> dict:
-    """LoRA-fine-tune `pipe.transformer` (a `WanVACEPipeline`) on accepted removals; save it to `output`.
-
-    At paper scale (14,389 accepted pairs of 81 frames at 720p) the examples cannot be held in memory:
-    each step reads its pair from the shards and makes VACE's conditions and target latents on the
-    spot, under `no_grad`; the transformer checkpoints its activations (`gradient_checkpointing`).
-    Every `save_every` steps the LoRA, the optimizer, the step and the random state go to
-    `output/checkpoints/` (the folders `freeprop train` uses, `training/checkpoints.py`), so
-    `resume=True` continues a killed run exactly where its last checkpoint was.
-    """
-    import torch
-    from diffusers import WanVACEPipeline
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-    from tqdm.auto import tqdm
-
-    from freeprop.data.pairs import PairDataset
-    from freeprop.training import checkpoints
-    from freeprop.training.losses import training_sigmas
-
-    pairs = PairDataset(dataset, tasks=("removal",))
-    accepted = [i for i, row in enumerate(pairs.rows) if decisions.get(row["sample_id"])]
-    if not accepted:
-        raise FreePropInputError("no accepted removal pairs in the decisions; accept some on the review page")
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    root = output / "checkpoints"
-    if checkpoints.newest_first(root) and not resume:
-        raise FreePropInputError(f"{output} holds checkpoints of an earlier fine-tune; pass --resume to continue it")
-    generator = torch.Generator().manual_seed(seed)
-
-    # 1. LoRA on the attention projections (peft through diffusers), AdamW.
-    transformer = pipe.transformer
-    transformer.requires_grad_(False)
-    transformer.add_adapter(
-        LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
-    )
-    if gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    params = [p for p in transformer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr)
-    start, losses = 0, []
-    if resume and checkpoints.newest_first(root):
-        start, losses = _load_vace_checkpoint(checkpoints.newest_first(root)[0], transformer, optimizer, generator)
-
-    # 2. The loop: one pair per step, streamed from the shards.
-    sigmas, transformer = training_sigmas(shift), transformer.train()
-    for step in tqdm(range(start, steps), initial=start, total=steps, desc="finetune VACE", disable=not progress):
-        example = _vace_example(pipe, pairs[accepted[step % len(accepted)]], generator)
-        loss = _vace_step(transformer, optimizer, params, example, sigmas, generator)
-        losses.append(loss)
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            tmp, final = checkpoints.partial_folder(root, step + 1)
-            write_safetensors({k: v.contiguous() for k, v in get_peft_model_state_dict(transformer).items()},
-                              tmp / "lora.safetensors")  # fmt: skip
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save({"generator": generator.get_state(), "torch": torch.get_rng_state()}, tmp / "rng.pt")
-            (tmp / "state.json").write_text(json.dumps({"step": step + 1, "losses": losses}))
-            checkpoints.commit(root, tmp, final)
-        if on_step is not None:
-            on_step(step + 1)
-    transformer.eval()
-
-    # 3. A diffusers LoRA folder (`load_lora_weights` reads it back), its file renamed into place whole.
-    tmp = Path(tempfile.mkdtemp(prefix=".lora.", dir=output))
-    WanVACEPipeline.save_lora_weights(tmp, transformer_lora_layers=get_peft_model_state_dict(transformer))
-    for file in tmp.iterdir():
-        os.replace(file, output / file.name)
-    tmp.rmdir()
-    summary = {"accepted": len(accepted), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
-    with atomic_path(output / "finetune_summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def _vace_example(pipe, pair, generator):
-    """VACE's own preprocessing of one pair: (conditions, text embedding, target latents), no gradients."""
-    import torch
-    from PIL import Image
-
-    from freeprop.codecs import WanVAECodec
-    from freeprop.video import to_tensor
-
-    device = pipe.transformer.device
-    f, h, w = pair.source.shape[:3]
-    mask = pair.mask if pair.mask is not None else np.zeros((f, h, w), np.uint8)
-    with torch.no_grad():
-        video, vmask, refs = pipe.preprocess_conditions(
-            [Image.fromarray(x) for x in pair.source], [Image.fromarray(m) for m in mask], None, 1, h, w, f,
-            torch.float32, device,
-        )  # fmt: skip
-        cond = torch.cat([pipe.prepare_video_latents(video, vmask, refs, generator, device),
-                          pipe.prepare_masks(vmask, refs, generator)], dim=1)  # fmt: skip
-        text, _ = pipe.encode_prompt(pair.target_caption or pair.instruction, do_classifier_free_guidance=False,
-                                     device=device)  # fmt: skip
-        target = WanVAECodec(pipe.vae).encode(to_tensor(pair.target)[None])
-    return cond, text, target
-
-
-def _vace_step(transformer, optimizer, params, example, sigmas, generator) -> float:
-    """One flow-matching step (v = noise − x0, the loss `freeprop train` uses)."""
-    import torch
-    import torch.nn.functional as F
-
-    from freeprop.training.losses import add_noise, sample_sigmas
-
-    cond, text, x0 = example
-    sigma = sample_sigmas(1, sigmas, "uniform", generator)
-    noise = torch.randn(x0.shape, generator=generator).to(x0)
-    x_t, v = add_noise(x0, noise, sigma.to(x0))
-    dtype, device = transformer.dtype, transformer.device
-    scale = torch.ones(len(transformer.config.vace_layers), device=device)
-    pred = transformer(
-        hidden_states=x_t.to(dtype), timestep=(sigma * 1000).to(device), encoder_hidden_states=text.to(dtype),
-        control_hidden_states=cond.to(dtype), control_hidden_states_scale=scale.to(dtype), return_dict=False,
-    )[0]  # fmt: skip
-    loss = F.mse_loss(pred.float(), v.float())
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
-    return loss.item()
-
-
-def _load_vace_checkpoint(path: Path, transformer, optimizer, generator) -> tuple[int, list[float]]:
-    import torch
-    from peft.utils import set_peft_model_state_dict
-
-    set_peft_model_state_dict(transformer, read_safetensors(path / "lora.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    generator.set_state(rng["generator"])
-    torch.set_rng_state(rng["torch"])
-    state = json.loads((path / "state.json").read_text())
-    return state["step"], state["losses"]

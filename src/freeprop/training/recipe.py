@@ -95,7 +95,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float, spare_loaded: bool
 
 class Trainer:
     """The recipe's state and loop. `dataset` replaces `cfg.data` (any dataset of latent dicts, see
-    `training/data.py`); `model_overrides` change preset fields (e.g. `num_layers` for benchmarks)."""
+    `training/data.py`); `model_overrides` change preset fields (e.g. `num_layers` for benchmarks).
+    Another objective on the same loop (the VACE fine-tune of `data/vace_finetune.py`) overrides
+    `_setup_model`, `compute_loss`, `save_adapter` and `adapter_is_complete`."""
+
+    label: str | None = None  # the progress bar's name (default: "train VARIANT")
 
     def __init__(self, cfg: TrainConfig, dataset=None, model_overrides: dict | None = None):
         from accelerate import Accelerator
@@ -109,8 +113,16 @@ class Trainer:
         )
         self.step, self.epoch, self.position, self.nonfinite_streak, self.skipped = 0, 0, 0, 0, 0
         self.stop_requested = False
+        self.progress = True  # the progress bar (on the local main process)
         self._order, self._batches = (None, []), None  # the current epoch's order; the batch stream
+        torch.manual_seed(cfg.seed)
         self._setup_model(model_overrides or {})
+        self.sigmas = training_sigmas(cfg.loss.shift)
+        self.teacher_model = None  # loss.teacher = "snapshot": frozen at the first distillation step
+        # noise, timesteps, condition dropout: one stream per rank (the same stream on every rank would
+        # train each global batch at one σ with one noise)
+        rank = self.accelerator.process_index
+        self.generator = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * rank)
         self._setup_data(dataset)
         self._setup_optimizer()
 
@@ -126,7 +138,6 @@ class Trainer:
         from freeprop.pipeline import FreePropPipeline, load_pipeline, make_scheduler
 
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
         if overrides:
             pipe = FreePropPipeline(build_transformer(cfg.model.preset, **overrides), make_scheduler())
         else:
@@ -161,12 +172,6 @@ class Trainer:
         )  # the (lower) middle block
         if any(not 0 <= b < n_layers for b in self.distill_blocks):
             raise FreePropInputError(f"loss.distill_blocks {self.distill_blocks} outside 0..{n_layers - 1}")
-        self.sigmas = training_sigmas(cfg.loss.shift)
-        self.teacher_model = None  # loss.teacher = "snapshot": frozen at the first distillation step
-        # noise, timesteps, condition dropout: one stream per rank (the same stream on every rank would
-        # train each global batch at one σ with one noise)
-        rank = self.accelerator.process_index
-        self.generator = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * rank)
 
     def _setup_data(self, dataset) -> None:
         cfg = self.cfg
@@ -281,9 +286,7 @@ class Trainer:
         x0 = unwrapped.target_latents(target, source)  # z_tgt, or z_tgt − z_src for a residual model
         b, g = x0.shape[0], self.generator
         # 1. Noise and timesteps (Wan flow matching).
-        sigma = sample_sigmas(b, self.sigmas, cfg.timestep_sampling, g, cfg.logit_mean, cfg.logit_std)
-        noise = torch.randn(x0.shape, generator=g).to(x0)
-        x_t, v_target = add_noise(x0, noise, sigma.to(x0.device))
+        sigma, noise, x_t, v_target = self.noised(x0)
         timestep = (sigma * 1000).to(x0.device)
 
         # 2. Condition dropout (per sample), then the student's FFP input.
@@ -339,6 +342,15 @@ class Trainer:
         terms["loss"] = loss.item()
         return StepResult(loss, terms)
 
+    def noised(self, x0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(σ, ε, x_t, v = ε − x₀) for a batch of clean latents, σ from the shifted schedule (Wan)."""
+        cfg = self.cfg.loss
+        sigma = sample_sigmas(x0.shape[0], self.sigmas, cfg.timestep_sampling, self.generator, cfg.logit_mean,
+                              cfg.logit_std)  # fmt: skip
+        noise = torch.randn(x0.shape, generator=self.generator).to(x0)
+        x_t, v_target = add_noise(x0, noise, sigma.to(x0.device))
+        return sigma, noise, x_t, v_target
+
     def _teacher(self):
         """The frozen snapshot teacher, taken from the current weights the first time it is needed."""
         if self.teacher_model is None:
@@ -380,8 +392,8 @@ class Trainer:
         bar = tqdm(
             total=self.max_steps,
             initial=self.step,
-            desc=f"train {cfg.loss.variant}",
-            disable=not acc.is_local_main_process,
+            desc=self.label or f"train {cfg.loss.variant}",
+            disable=not (self.progress and acc.is_local_main_process),
         )
         status = "finished"
         try:
@@ -446,6 +458,19 @@ class Trainer:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
 
+    def fit(self, resume: bool = False, on_step=None) -> dict:
+        """`train`, after resuming from the latest checkpoint if asked; a finished run is left as it is
+        (its adapter rewritten from the last checkpoint if a kill cut the final save)."""
+        if resume:
+            self.load_checkpoint()
+        if self.step < self.max_steps:
+            return self.train(on_step=on_step)
+        status = "already finished"
+        if not self.adapter_is_complete(self.out / "adapter"):  # a kill during the final save: redo it
+            self.save_adapter(self.out / "adapter")
+            status = "already finished; adapter repaired from the last checkpoint"
+        return {"status": status, "steps": self.step, "max_steps": self.max_steps}
+
     def _train_step(self) -> dict | None:
         """One optimiser step (with `grad_accum` micro-batches); None if it was skipped (non-finite)."""
         acc, terms_sum, finite = self.accelerator, {}, True
@@ -503,6 +528,12 @@ class Trainer:
 
         if self.accelerator.is_main_process:
             save_adapter(folder, self.accelerator.unwrap_model(self.model))
+
+    @staticmethod
+    def adapter_is_complete(folder: Path) -> bool:
+        from freeprop.pipeline import adapter_is_complete
+
+        return adapter_is_complete(folder)
 
     def save_checkpoint(self) -> Path | None:
         acc = self.accelerator
@@ -648,16 +679,5 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False, on_step=None, overwrite: bool = False) -> dict:
     """Build a trainer from `cfg`, optionally resume from the latest checkpoint, and train."""
-    from freeprop.pipeline import adapter_is_complete
-
     prepare_output_dir(Path(cfg.output_dir), resume, overwrite)
-    trainer = Trainer(cfg)
-    if resume:
-        trainer.load_checkpoint()
-    if trainer.step >= trainer.max_steps:
-        status = "already finished"
-        if not adapter_is_complete(trainer.out / "adapter"):  # a kill during the final save: redo it
-            trainer.save_adapter(trainer.out / "adapter")
-            status = "already finished; adapter repaired from the last checkpoint"
-        return {"status": status, "steps": trainer.step, "max_steps": trainer.max_steps}
-    return trainer.train(on_step=on_step)
+    return Trainer(cfg).fit(resume, on_step)
