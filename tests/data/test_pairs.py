@@ -2,7 +2,8 @@
 
 import pytest
 
-from freeprop.data.pairs import Pair, PairDataset, PairWriter
+from freeprop.data import pairs as pairs_module
+from freeprop.data.pairs import INDEX_PARTS, Pair, PairDataset, PairWriter, read_index
 from freeprop.errors import FreePropInputError
 from tests.conftest import moving_pattern
 
@@ -18,7 +19,7 @@ def test_a_kill_between_shard_rename_and_index_write_leaves_no_orphan(tmp_path, 
         writer.add(pair(1))  # shard 0 committed and indexed
     writer = PairWriter(tmp_path, shard_size=2)
     writer.add(pair(2))
-    monkeypatch.setattr(PairWriter, "_write_index", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(PairWriter, "_commit_part", lambda self, rows: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         writer.add(pair(3))  # shard-000001.tar renamed into place, index not written: the kill window
     monkeypatch.undo()
@@ -31,6 +32,41 @@ def test_a_kill_between_shard_rename_and_index_write_leaves_no_orphan(tmp_path, 
     assert sorted(r["sample_id"] for r in data.rows) == ["p0", "p1", "p2", "p3"]
     indexed = {r["shard"] for r in data.rows}
     assert {p.name for p in tmp_path.glob("shard-*.tar")} == indexed  # every shard on disk is indexed
+
+
+def test_each_commit_writes_only_its_rows_and_close_merges_once(tmp_path, monkeypatch):
+    """Rewriting the whole index at every shard is O(N²) over a build; a commit writes its own rows."""
+    written, write = [], pairs_module._write_rows
+    monkeypatch.setattr(pairs_module, "_write_rows", lambda path, rows: (written.append((path.name, len(rows))),
+                                                                           write(path, rows)))  # fmt: skip
+    with PairWriter(tmp_path, shard_size=2) as writer:
+        for i in range(10):
+            writer.add(pair(i))
+        writer.add_failure("f0", "swap", "local", "boom")
+        assert [n for _, n in written] == [2, 2, 2, 2, 2]  # one part per shard, never the whole index
+    assert written[-1] == ("index.parquet", 11) and len(written) == 6  # merged once, on close
+    assert not (tmp_path / INDEX_PARTS).exists()
+    assert [r["sample_id"] for r in read_index(tmp_path).to_pylist()][-1] == "f0"
+
+
+def test_a_writer_killed_before_close_leaves_a_readable_dataset_that_resumes(tmp_path):
+    with PairWriter(tmp_path, shard_size=2) as writer:
+        writer.add(pair(0))
+        writer.add(pair(1))
+    killed = PairWriter(tmp_path, shard_size=2)
+    for i in range(2, 6):
+        killed.add(pair(i))
+    killed.add_failure("p6", "stylization", "global", "boom")  # not committed yet: forgotten by the kill
+    del killed  # no close: the index holds p0–p1, parts hold p2–p5
+    assert len(list((tmp_path / INDEX_PARTS).glob("part-*.parquet"))) == 2
+    assert sorted(r["sample_id"] for r in PairDataset(tmp_path).rows) == [f"p{i}" for i in range(6)]
+    with PairWriter(tmp_path, shard_size=2, revisit=lambda row: True) as again:
+        assert again.done == {f"p{i}" for i in range(6)}
+        again.add_failure("p6", "stylization", "global", "boom again")
+        again.add(pair(7))
+    rows = read_index(tmp_path).to_pylist()
+    assert [r["sample_id"] for r in rows] == [*(f"p{i}" for i in range(6)), "p6", "p7"]
+    assert not (tmp_path / INDEX_PARTS).exists()
 
 
 def test_a_full_disk_during_a_pair_write_keeps_the_dataset(tmp_path):

@@ -95,6 +95,10 @@ class Models:
     depth_backend: str = "transformers"  # or video-depth-anything (path to its .pth in `depth`)
     device: str = "cuda"
     dtype: str = "bfloat16"
+    # a node-local folder (local NVMe): each node copies every model there once before its workers
+    # load it (a file lock makes the other workers wait), instead of every worker reading the shared
+    # file system (Cosmos-Curate's per-node staging; ours: copies, keyed by the source files). None: off
+    stage_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,7 @@ def build_stages(cfg: BuildConfig, injected: dict | None = None) -> list:
             f"execution.stage_workers / stage_batch_sizes: unknown stage(s) {sorted(unknown)}"
         )
     for stage in stages:
+        stage.stage_dir = m.stage_dir
         stage.workers = int(cfg.execution.stage_workers.get(stage.name, stage.workers))
         stage.batch_size = int(cfg.execution.stage_batch_sizes.get(stage.name, stage.batch_size))
     return stages
@@ -431,11 +436,11 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
     from tqdm.auto import tqdm
 
     from freeprop.data.executors import make_executor
-    from freeprop.data.pairs import INDEX, PairWriter
+    from freeprop.data.pairs import PairWriter, has_index
     from freeprop.data.stages.base import TRANSIENT
 
     output = Path(cfg.output)
-    if (output / INDEX).is_file() and not resume:
+    if has_index(output) and not resume:
         raise FreePropInputError(f"{output} already holds a dataset; pass --resume to continue it")
     samples = make_samples(cfg)
     summary = BuildSummary()

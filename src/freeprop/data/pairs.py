@@ -11,8 +11,11 @@ A dataset is a folder of WebDataset-style tar shards plus one Parquet index:
                           so `repair_index` can rebuild the index from the shards
 
 Target frame 0 is the edited first frame. A shard becomes visible (renamed from `.partial`) only once
-complete, and its rows are committed to the index right after, so a killed writer loses at most the
-shard in progress and a re-run with the same sample ids skips what is done (`PairWriter.done`).
+complete, and its rows are committed right after, so a killed writer loses at most the shard in
+progress and a re-run with the same sample ids skips what is done (`PairWriter.done`). While a writer
+runs, each commit writes only its own rows, as `index.parts/part-NNNNNNNN.parquet` (rewriting the
+whole index per shard would cost O(N²) over a 300K-pair build); `close` merges them into
+`index.parquet` once. `read_index` reads the index and any parts a killed writer left (later rows win).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +40,7 @@ from freeprop.video import DEFAULT_FPS, Video, atomic_path, read_video, write_vi
 TASKS = ("swap", "removal", "modification", "stylization")
 TRACKS = ("local", "global")
 INDEX = "index.parquet"
+INDEX_PARTS = "index.parts"  # the rows of each commit of a writer still running (merged on close)
 PAIR_CRF = 12  # H.264 quality of stored pairs (visually lossless)
 INDEX_COLUMNS = {
     "sample_id": pa.string(),
@@ -123,35 +128,39 @@ def encode_pair(pair: Pair, crf: int = PAIR_CRF) -> tuple[dict[str, bytes], dict
 
 
 class PairWriter:
-    """Write pairs into shards of `shard_size` samples and keep `index.parquet` in step.
+    """Write pairs into shards of `shard_size` samples and keep the index in step (see the module
+    docstring: a part per commit, merged into `index.parquet` on close).
 
     Use as a context manager; `done` holds the sample ids already committed (for resuming).
     Failed samples are recorded with `add_failure` (status "failed", the stage and reason in `error`);
-    their rows reach the index with the next shard commit, every `shard_size` failures, or on close
-    (a killed writer may forget a few failures, which a re-run then retries).
+    their rows are committed with the next shard, every `shard_size` failures, or on close (a killed
+    writer may forget a few failures, which a re-run then retries).
     """
 
     def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = PAIR_CRF, revisit=None):
         """`revisit(row) → bool`: index rows (failures) whose samples are to run again: dropped from the
-        index (at its next write) and from `done`."""
+        index (when it is merged) and from `done`."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.shard_size, self.crf = shard_size, crf
-        self.rows = read_index(self.root).to_pylist() if (self.root / INDEX).exists() else []
-        self.rows = [r for r in self.rows if not (revisit and r["status"] != "ok" and revisit(r))]
+        rows = read_index(self.root).to_pylist() if has_index(self.root) else []
+        self.rows = [r for r in rows if not (revisit and r["status"] != "ok" and revisit(r))]
+        self._merge_on_close = len(self.rows) != len(rows) or (self.root / INDEX_PARTS).is_dir()
         self.done = {r["sample_id"] for r in self.rows}
         for stale in self.root.glob("*.partial"):  # a shard a killed writer left unfinished
             stale.unlink()
-        indexed = {r["shard"] for r in self.rows}
-        for orphan in self.root.glob("shard-*.tar"):  # renamed, but killed before the index named it:
+        indexed = {r["shard"] for r in rows}
+        for orphan in self.root.glob("shard-*.tar"):  # renamed, but killed before its rows were committed:
             if orphan.name not in indexed:  # its samples are not `done`, so they are written again
                 orphan.unlink()
-        self._pending: list[dict] = []
-        self._unwritten_failures = 0  # failure rows not yet in index.parquet (written with the next shard)
+        self._pending: list[dict] = []  # rows of the open shard
+        self._uncommitted: list[dict] = []  # failure rows not committed yet (they go with the next part)
         self._tar: tarfile.TarFile | None = None
         self._shard_index = 1 + max(
             [int(p.stem.split("-")[1]) for p in self.root.glob("shard-*.tar")], default=-1
         )
+        parts = self.root / INDEX_PARTS
+        self._part_index = 1 + max([int(p.stem.split("-")[1]) for p in parts.glob("part-*.parquet")], default=-1)
 
     def __enter__(self):
         return self
@@ -195,36 +204,63 @@ class PairWriter:
         )
         self.rows.append(row)
         self.done.add(sample_id)
-        self._unwritten_failures += 1
-        if self._unwritten_failures >= self.shard_size:  # the index is rewritten in batches, not per row
-            self._write_index()
+        self._uncommitted.append(row)
+        if len(self._uncommitted) >= self.shard_size:  # committed in batches, not per row
+            self._commit_part([])
 
     def _commit_shard(self) -> None:
         self._tar.close()
         os.replace(self.root / (self._shard_name + ".partial"), self.root / self._shard_name)
         self.rows.extend(self._pending)
+        self._commit_part(self._pending)
         self._pending, self._tar = [], None
         self._shard_index += 1
-        self._write_index()
 
-    def _write_index(self) -> None:
-        self._unwritten_failures = 0
-        table = pa.Table.from_pylist(self.rows, schema=pa.schema(INDEX_COLUMNS))
-        with atomic_path(self.root / INDEX) as tmp:
-            pq.write_table(table, tmp)
+    def _commit_part(self, rows: list[dict]) -> None:
+        """Write `rows` and the uncommitted failures as the next index part (O(rows), not O(index))."""
+        parts = self.root / INDEX_PARTS
+        parts.mkdir(exist_ok=True)
+        _write_rows(parts / f"part-{self._part_index:08d}.parquet", [*self._uncommitted, *rows])
+        self._part_index += 1
+        self._uncommitted, self._merge_on_close = [], True
 
     def close(self) -> None:
+        """Commit what is open, then merge the index once: `index.parquet` whole, the parts removed."""
         if self._tar is not None:
             self._commit_shard()
-        elif self._unwritten_failures:
-            self._write_index()
+        if self._uncommitted or self._merge_on_close:
+            _write_rows(self.root / INDEX, self.rows)
+            self._uncommitted, self._merge_on_close = [], False
+            shutil.rmtree(self.root / INDEX_PARTS, ignore_errors=True)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema(INDEX_COLUMNS)), tmp)
+
+
+def has_index(root: str | os.PathLike) -> bool:
+    """Whether `root` holds an index (merged, or the parts of a writer that did not close)."""
+    root = Path(root)
+    return (root / INDEX).is_file() or any((root / INDEX_PARTS).glob("part-*.parquet"))
 
 
 def read_index(root: str | os.PathLike) -> pa.Table:
-    """The dataset's index, checked: readable Parquet with every column of the pair format."""
-    path = Path(root) / INDEX
-    if not path.is_file():
+    """The dataset's index, checked: readable Parquet with every column of the pair format; with the
+    parts a killed writer left, merged (a sample's later row replaces its earlier one)."""
+    root = Path(root)
+    files = [root / INDEX] if (root / INDEX).is_file() else []
+    files += sorted((root / INDEX_PARTS).glob("part-*.parquet"))
+    if not files:
         raise FreePropInputError(f"{root}: no {INDEX}; pass a folder written in the pair format")
+    tables = [_read_index_file(path, root) for path in files]
+    if len(tables) == 1:
+        return tables[0]
+    latest = {row["sample_id"]: row for table in tables for row in table.to_pylist()}
+    return pa.Table.from_pylist(list(latest.values()), schema=pa.schema(INDEX_COLUMNS))
+
+
+def _read_index_file(path: Path, root: Path) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
@@ -236,7 +272,7 @@ def read_index(root: str | os.PathLike) -> pa.Table:
     for name in OPTIONAL_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(len(table), INDEX_COLUMNS[name]))
-    return table
+    return table.select(list(INDEX_COLUMNS))
 
 
 def checksum(videos: dict[str, bytes]) -> str:
@@ -382,7 +418,7 @@ def repair_index(root: str | os.PathLike, write: bool = True) -> dict:
     root = Path(root)
     report = {"kept": 0, "bad": [], "lost": [], "shards": [], "failures_kept": 0, "old_index": "missing"}
     old_rows = []
-    if (root / INDEX).is_file():
+    if has_index(root):
         try:
             old_rows, report["old_index"] = read_index(root).to_pylist(), "read"
         except FreePropInputError:
@@ -405,13 +441,10 @@ def repair_index(root: str | os.PathLike, write: bool = True) -> dict:
     failures = [r for r in old_rows if r["status"] != "ok" and r["sample_id"] not in rows]
     report["kept"], report["failures_kept"] = len(rows), len(failures)
     if write:
-        import shutil
-
         if (root / INDEX).is_file():
             shutil.copyfile(root / INDEX, root / (INDEX + ".bak"))
-        table = pa.Table.from_pylist([*rows.values(), *failures], schema=pa.schema(INDEX_COLUMNS))
-        with atomic_path(root / INDEX) as tmp:
-            pq.write_table(table, tmp)
+        _write_rows(root / INDEX, [*rows.values(), *failures])
+        shutil.rmtree(root / INDEX_PARTS, ignore_errors=True)  # merged into the new index
     return report
 
 

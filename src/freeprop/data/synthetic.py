@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -477,9 +476,9 @@ def write_synthetic(
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
 
-    from freeprop.data.pairs import INDEX, read_index
+    from freeprop.data.pairs import has_index, read_index
 
-    if (Path(root) / INDEX).is_file():  # resuming is fine; mixing clip sizes in one dataset is not
+    if has_index(root):  # resuming is fine; mixing clip sizes in one dataset is not
         sizes = {(r["num_frames"], r["height"], r["width"]) for r in read_index(root).to_pylist() if r["status"] == "ok"}
         if sizes - {(frames, height, width)}:
             have = ", ".join(f"{f} frames at {h}x{w}" for f, h, w in sorted(sizes))

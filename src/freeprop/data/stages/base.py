@@ -111,6 +111,7 @@ class Stage:
     workers: int = 1  # actors per stage under Ray (the local executor runs samples through in turn)
     models: dict[str, str] = {}  # attribute holding a model's path or id (or the model itself) → its kind
     thread_safe: bool = False  # may two threads run `process` at once? (a loaded pipeline may not)
+    stage_dir: str | None = None  # node-local folder models are copied to before loading (`models.stage_dir`)
 
     def setup(self) -> None:
         """Load models; called once per worker before the first `process` (they load on first use too)."""
@@ -138,9 +139,12 @@ class Stage:
         key = self.model_key(attr)
         if key is None:
             return getattr(self, attr)
+        from freeprop.hub import staging
+
         with _LOAD_LOCK:
             if key not in _LOADED:
-                _LOADED[key] = self.load(attr, getattr(self, attr))
+                with staging(self.stage_dir):  # one copy per node, whatever the number of workers
+                    _LOADED[key] = self.load(attr, getattr(self, attr))
             return _LOADED[key]
 
     def model_keys(self) -> set[tuple]:
