@@ -6,14 +6,16 @@ Part 1 times the CPU stages on synthetic clips (66 source frames at 30 fps, 1.5�
 `standardize` (PyAV decode → 16 fps resample → cover-crop → H.264 encode) and a mask stage (the
 swap erosion and removal mask ∪ bbox of `data/masks.py` on a tracked disc, then the .npz write), in
 frames per second of output. Part 2 runs the same two stages over the same clips with the local
-executor (2 threads) and with Ray Data on a local Ray of 2 CPUs, first with 1 actor per stage, then
-with 2 (fresh work folders each, after a one-clip warm-up; Ray start-up reported separately), and
-prints the wall times and the 1 → 2 worker speed-up.
+executor (2 threads), then `standardize` alone with Ray Data on a local Ray of 2 CPUs, with 1 actor
+and then 2 (fresh work folders each; Ray start-up reported separately), and prints the wall times and
+the 1 → 2 worker speed-up in steady state: clips per second once every actor has finished its first
+clip (each actor's start-up — imports, first decode — taken out by timestamps the stage writes).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -27,6 +29,23 @@ from freeprop.data.stages.base import Stage, new_sample
 from freeprop.data.stages.media import load_video, save_masks
 from freeprop.data.stages.standardize import Standardize
 from freeprop.video import write_video
+
+
+class TimedStandardize(Standardize):
+    """`standardize`, noting when each sample started and ended (for the steady-state rate)."""
+
+    def process(self, sample):
+        start = time.time()
+        out = super().process(sample)
+        (self.work_dir(sample) / "timing.json").write_text(json.dumps([start, time.time()]))
+        return out
+
+
+def steady_rate(work: Path, actors: int) -> float:
+    """Clips per second once every actor has finished its first clip (start-up and warm-up excluded):
+    the completions after the `actors`-th, over the time they took."""
+    ends = sorted(json.loads(p.read_text())[1] for p in work.glob("*/timing.json"))
+    return (len(ends) - actors) / (ends[-1] - ends[actors - 1])
 
 
 class MaskOps(Stage):
@@ -98,22 +117,21 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     startup = time.perf_counter() - start
     print(f"local executor, both stages (2 threads): {local:.2f} s; Ray start-up {startup:.1f} s")
-    scaled = stages[:1]  # one stage's pool (two stages of one actor each already fill 2 CPUs)
+    scaled = [TimedStandardize(args.frames, 16.0, args.height, args.width)]  # one stage's pool
     for autoscale in (False, True):
-        times = {}
+        rates = {}
         for workers in (1, 2):  # standardize with one, then two actors, on 2 CPUs
             scaled[0].workers = workers
-            executor = RayExecutor(autoscale=autoscale)
-            start = time.perf_counter()  # one clip: the pool's start-up (actors, imports) and one clip's work
-            list(executor.run(scaled, samples(paths[:1], tmp / f"one{workers}{autoscale}")))
-            one = time.perf_counter() - start
+            work = tmp / f"ray{workers}{autoscale}"
             start = time.perf_counter()
-            results = list(executor.run(scaled, samples(paths, tmp / f"ray{workers}{autoscale}")))
-            times[workers] = time.perf_counter() - start - one * (1 - 1 / len(paths))  # start-up taken out
+            results = list(RayExecutor(autoscale=autoscale).run(scaled, samples(paths, work)))
+            wall = time.perf_counter() - start
             assert all(r["status"] == "pending" for r in results), [r["error"] for r in results]
+            rates[workers] = steady_rate(work, workers)
+            print(f"  {workers} actor(s): {wall:.2f} s wall (pool start-up included), steady "
+                  f"{rates[workers]:.2f} clips/s")  # fmt: skip
         pool = "autoscaling 1..2" if autoscale else "fixed"
-        print(f"Ray Data, standardize, {pool} pool: 1 actor {times[1]:.2f} s, 2 actors {times[2]:.2f} s "
-              f"(pool start-up excluded); 1 → 2 workers: {times[1] / times[2]:.2f}x")  # fmt: skip
+        print(f"Ray Data, standardize, {pool} pool: 1 → 2 workers, steady state: {rates[2] / rates[1]:.2f}x")
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -25,6 +25,21 @@ TINY_FUN_CONTROL = dict(
 TINY_PREDICTOR = dict(predictor_dim=16, predictor_layers=1, predictor_heads=2, predictor_pool=2)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """A child process a test leaves running (a DataLoader worker, a pool) can keep the interpreter from
+    exiting after every test passed — CI then hangs until its time limit. Name and end them instead,
+    and fail the run so the leak gets fixed."""
+    import multiprocessing
+
+    leftover = multiprocessing.active_children()
+    for child in leftover:
+        child.kill()
+        child.join(10)
+    if leftover:
+        print(f"\nchild processes left running by the tests (killed): {[c.name for c in leftover]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_dtype():
     torch.manual_seed(0)

@@ -81,9 +81,15 @@ class _StageActor:
     """A Ray actor running one stage (model loaded once in the constructor)."""
 
     def __init__(self, stage: Stage):
+        import cv2
+        import torch
+
         from freeprop.video import set_codec_threads
 
-        set_codec_threads(max(1, int(stage.resources.cpus)))  # the CPUs this actor was given, no more
+        cpus = max(1, int(stage.resources.cpus))  # the CPUs this actor was given, no more: codecs,
+        set_codec_threads(cpus)  # OpenCV and torch would each start a thread per core of the node
+        cv2.setNumThreads(cpus)
+        torch.set_num_threads(cpus)
         self.stage = stage
         stage.setup()
 
