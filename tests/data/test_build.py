@@ -2,6 +2,7 @@
 
 import json
 import urllib.error
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -311,22 +312,22 @@ def test_transient_failures_are_retried_in_the_run_and_on_resume_permanent_ones_
 
 
 def test_pairs_are_encoded_by_the_pack_stage_and_written_as_they_are(inputs, tiny_vace, tiny_i2v, monkeypatch):
-    """The driver only appends the bytes `pack` made in the worker — the shard holds them unchanged,
-    their checksum in the index — and no packed folder is left behind."""
+    """The shards hold the bytes `pack` made in the worker unchanged — their checksum in the index —
+    and no packed folder is left behind."""
     import tarfile
 
-    import freeprop.data.build as build
+    import freeprop.data.pairs as pairs
     from freeprop.data.pairs import PairDataset, checksum
 
     packed = {}
 
-    def recording(folder):
-        members, row, hashes = real(folder)
-        packed[row["sample_id"]] = members
-        return members, row, hashes
+    def recording(path, items):
+        for folder, row in items:
+            packed[row["sample_id"]] = {p.name: p.read_bytes() for p in Path(folder).iterdir()}
+        return real(path, items)
 
-    real = build.read_packed
-    monkeypatch.setattr(build, "read_packed", recording)
+    real = pairs.write_packed_shard
+    monkeypatch.setattr(pairs, "write_packed_shard", recording)
     cfg = config(inputs, stylization=GlobalTrack(), quality=Quality(verify=False, filter=False))
     run_build(cfg, injected=injected(tiny_vace, tiny_i2v), progress=False)
     out = inputs / "out"

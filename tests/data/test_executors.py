@@ -225,3 +225,36 @@ def test_a_ray_actor_sends_a_batch_of_requests_to_a_served_vlm_at_once():
     actor.stage = stage
     out = actor(pd.DataFrame([s | {"source_video": "v.mp4"} for s in samples(4)]))
     assert list(out["object"]) == ['{"Object": "ball"}'] * 4 and most[0] == 4
+
+
+def packed_pairs(folder, count: int) -> list[tuple[str, dict]]:
+    """`count` pairs encoded and packed as a build's `pack` stage leaves them."""
+    from freeprop.data.pairs import Pair, encode_pair, save_packed
+    from tests.conftest import moving_pattern
+
+    items = []
+    for i in range(count):
+        source = moving_pattern(frames=3, height=16, width=16, speed=i + 1)
+        members, row = encode_pair(Pair(f"p{i}", source, 255 - source, "stylization", "global"))
+        save_packed(folder / f"packed-{i}", members, row, [0])
+        items.append((str(folder / f"packed-{i}"), row))
+    return items
+
+
+def test_ray_workers_write_the_shards_and_the_driver_only_the_index(local_ray, tmp_path, monkeypatch):
+    """Under Ray the shards are written by tasks on the cluster: the driver never handles a video byte
+    (writing a member here would raise), and the index and shards hold every pair once."""
+    import freeprop.data.pairs as pairs
+    from freeprop.data.pairs import PairDataset, PairWriter
+
+    items = packed_pairs(tmp_path, 5)
+    monkeypatch.setattr(pairs, "_add_member", lambda *a: (_ for _ in ()).throw(AssertionError("driver wrote")))
+    with PairWriter(tmp_path / "out", shard_size=2, pool=RayExecutor().shard_pool()) as writer:
+        for folder, row in items:
+            writer.add_packed(folder, row)
+    monkeypatch.undo()
+    data = PairDataset(tmp_path / "out")
+    assert sorted(r["sample_id"] for r in data.rows) == [f"p{i}" for i in range(5)]
+    assert sorted({r["shard"] for r in data.rows}) == [f"shard-{i:06d}.tar" for i in range(3)]
+    assert all(data[i].source.shape == (3, 16, 16, 3) for i in range(5))
+    assert not list(tmp_path.glob("packed-*"))  # removed once in a shard

@@ -151,3 +151,25 @@ def test_repair_reports_damaged_members_per_sample_and_keeps_the_rest(tmp_path, 
     assert main(["data", "repair", str(tmp_path)]) == 0
     rows = {r["sample_id"]: r["status"] for r in read_index(tmp_path).to_pylist()}
     assert rows == {"p0": "ok", "p1": "ok", "p3": "ok", "bad0": "failed"}  # the failure row is kept
+
+
+def test_shards_written_by_a_pool_are_committed_as_they_finish_and_a_failed_one_is_not(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.data.test_executors import packed_pairs
+
+    items = packed_pairs(tmp_path, 7)
+    with ThreadPoolExecutor(3) as pool, PairWriter(tmp_path / "out", shard_size=2, pool=pool) as writer:
+        for folder, row in items:
+            writer.add_packed(folder, row)
+    rows = read_index(tmp_path / "out").to_pylist()
+    assert sorted(r["sample_id"] for r in rows) == [f"p{i}" for i in range(7)]
+    assert {r["shard"] for r in rows} == {p.name for p in (tmp_path / "out").glob("shard-*.tar")}
+
+    items = packed_pairs(tmp_path, 2)
+    (tmp_path / "packed-1" / "meta.json").unlink()  # a broken artefact: the shard cannot be written
+    writer = PairWriter(tmp_path / "again", shard_size=2)
+    with pytest.raises(KeyError):
+        for folder, row in items:
+            writer.add_packed(folder, row)
+    assert not (tmp_path / "again" / "index.parquet").exists() and not list((tmp_path / "again").glob("shard-*.tar"))

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from freeprop.config import load_dataclass
+from freeprop.data.pairs import read_packed_record
 from freeprop.data.stages.base import new_sample, stable_id
-from freeprop.data.stages.pack import read_packed
 from freeprop.errors import FreePropInputError
 from freeprop.video import atomic_path
 
@@ -405,12 +405,12 @@ def _commit(sample: dict, writer, dedup: DedupIndex, cfg: BuildConfig, summary: 
     failure."""
     if sample["status"] == "pending":  # went through every stage, `pack` included
         try:
-            members, row, hashes = read_packed(sample["packed"])
-            shutil.rmtree(sample["packed"], ignore_errors=True)  # its bytes are in hand (a kill re-packs it)
+            row, hashes = read_packed_record(sample["packed"])  # the row and hashes, never the video bytes
             if cfg.quality.dedup and dedup.is_duplicate(row["sample_id"], hashes, row["task"], row["track"]):
+                shutil.rmtree(sample["packed"], ignore_errors=True)
                 sample |= {"status": "filtered", "stage": "dedup", "error": "duplicate: near-identical pair"}
             else:
-                writer.add_encoded(members, row)
+                writer.add_packed(sample["packed"], row)  # shards written by the workers (`pool`)
                 dedup.add(row["sample_id"], hashes, row["task"], row["track"])
                 summary.ok[(row["track"], row["task"])] += 1
                 return
@@ -452,7 +452,9 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
         transient = TRANSIENT in (row["error"] or "")
         return row["status"] == "failed" and row["sample_id"] in ids and (retry_failed or transient)
 
-    with PairWriter(output, shard_size=cfg.execution.shard_size, revisit=revisit) as writer:
+    executor = make_executor(cfg.execution.executor, cfg.execution.workers, cfg.execution.ray_address,
+                             cfg.execution.ray_num_cpus, cfg.execution.chunk_size)  # fmt: skip
+    with PairWriter(output, cfg.execution.shard_size, revisit=revisit, pool=executor.shard_pool()) as writer:
         todo = [s for s in samples if s["sample_id"] not in writer.done]
         summary.skipped = len(samples) - len(todo)
         todo = todo[:limit] if limit is not None else todo
@@ -464,8 +466,6 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
             tqdm(total=len(todo), desc=f"{stage.name:18s}", position=i, disable=not progress, leave=True)
             for i, stage in enumerate(stages)
         ]
-        executor = make_executor(cfg.execution.executor, cfg.execution.workers, cfg.execution.ray_address,
-                                 cfg.execution.ray_num_cpus, cfg.execution.chunk_size)  # fmt: skip
         names, original = [stage.name for stage in stages], {s["sample_id"]: s for s in todo}
         try:
             for attempt in range(1 + max(0, cfg.quality.transient_retries)):

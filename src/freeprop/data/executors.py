@@ -9,7 +9,9 @@
   a cluster scales every stage on its own (Cosmos-Curate / NeMo Curator style). Exceptions are
   caught per sample inside the actor, so a bad video never fails a block.
 
-Both yield finished samples as they complete; the driver commits them (see `data/build.py`).
+Both yield finished samples as they complete; the driver commits them (see `data/build.py`): it reads
+each sample's index row and hashes, and the shards are written from the packed folders by
+`shard_pool()` — Ray tasks on the cluster, or the driver itself on one machine.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 1, chunk: int = 32):
         self.workers, self.chunk = max(1, workers), max(0, chunk)
+
+    def shard_pool(self):
+        """Who writes the shards (`PairWriter(pool=…)`): on one machine, the driver itself."""
+        return None
 
     def run(self, stages: Sequence[Stage], samples: Iterable[dict]) -> Iterator[dict]:
         locks = {i: threading.Lock() for i, stage in enumerate(stages) if not stage.thread_safe}
@@ -112,7 +118,7 @@ class RayExecutor:
         (else it starts at `stage.workers`)."""
         self.address, self.num_cpus, self.batch_rows, self.autoscale = address, num_cpus, batch_rows, autoscale
 
-    def run(self, stages: Sequence[Stage], samples: Iterable[dict]) -> Iterator[dict]:
+    def _ray(self):
         try:
             import ray
         except ImportError:
@@ -123,6 +129,14 @@ class RayExecutor:
             ray.init(
                 address=self.address, num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False
             )
+        return ray
+
+    def shard_pool(self):
+        """Shards are written by Ray tasks on the cluster (the driver handles no video bytes)."""
+        return _RayPool(self._ray())
+
+    def run(self, stages: Sequence[Stage], samples: Iterable[dict]) -> Iterator[dict]:
+        ray = self._ray()
         samples = list(samples)
         if not samples:
             return
@@ -144,6 +158,19 @@ class RayExecutor:
             )
         for row in ds.iter_rows():
             yield {k: str(v) for k, v in row.items()}
+
+
+class _RayPool:
+    """`submit(fn, *args)` as a Ray task (a quarter CPU: shard writing is I/O), with a `concurrent.futures`
+    future — the interface `PairWriter(pool=…)` uses."""
+
+    def __init__(self, ray):
+        self.ray, self.remote = ray, {}
+
+    def submit(self, fn, *args):
+        if fn not in self.remote:
+            self.remote[fn] = self.ray.remote(num_cpus=0.25, max_retries=CRASH_RETRIES)(fn)
+        return self.remote[fn].remote(*args).future()
 
 
 def make_executor(kind: str, workers: int = 1, address: str | None = None, num_cpus: int | None = None,

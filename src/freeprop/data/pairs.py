@@ -26,6 +26,7 @@ import os
 import shutil
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,6 +128,46 @@ def encode_pair(pair: Pair, crf: int = PAIR_CRF) -> tuple[dict[str, bytes], dict
     return videos | {"meta.json": json.dumps(pair.meta | {"fps": pair.fps, "index": row}).encode()}, row
 
 
+PACKED_RECORD = "row.json"  # in a packed folder: the index row (shard unset) and the dedup hashes
+
+
+def save_packed(folder: Path, members: dict[str, bytes], row: dict, hashes: list[int]) -> None:
+    """A sample's encoded shard members as files in `folder`, written whole (a kill leaves none or all)."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=".packed.", dir=folder.parent))
+    for kind, data in members.items():
+        (tmp / kind).write_bytes(data)
+    (tmp / PACKED_RECORD).write_text(json.dumps({"row": row, "hashes": hashes}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def read_packed_record(folder: str | os.PathLike) -> tuple[dict, list[int]]:
+    """(index row, dedup hashes) of a packed folder — what the driver needs, not the video bytes."""
+    record = json.loads((Path(folder) / PACKED_RECORD).read_text())
+    return record["row"], record["hashes"]
+
+
+def write_packed_shard(path: str, items: list[tuple[str, dict]]) -> str:
+    """Write the shard `path` from packed folders and their final index rows (a build worker's job, so the
+    driver never handles video bytes): written as `.partial` and renamed whole, then the folders are
+    removed. Each sample's `meta.json` member carries its final row. Returns the path."""
+    partial = Path(path + ".partial")
+    with tarfile.open(partial, "w") as tar:
+        for folder, row in items:
+            members = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.name != PACKED_RECORD}
+            meta = json.loads(members["meta.json"])
+            members["meta.json"] = json.dumps(meta | {"index": row}).encode()
+            for kind in (*VIDEO_MEMBERS, "meta.json"):
+                if kind in members:
+                    _add_member(tar, f"{row['sample_id']}.{kind}", members[kind])
+    os.replace(partial, path)
+    for folder, _ in items:
+        shutil.rmtree(folder, ignore_errors=True)
+    return path
+
+
 class PairWriter:
     """Write pairs into shards of `shard_size` samples and keep the index in step (see the module
     docstring: a part per commit, merged into `index.parquet` on close).
@@ -137,9 +178,11 @@ class PairWriter:
     writer may forget a few failures, which a re-run then retries).
     """
 
-    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = PAIR_CRF, revisit=None):
+    def __init__(self, root: str | os.PathLike, shard_size: int = 64, crf: int = PAIR_CRF, revisit=None,
+                 pool=None):  # fmt: skip
         """`revisit(row) → bool`: index rows (failures) whose samples are to run again: dropped from the
-        index (when it is merged) and from `done`."""
+        index (when it is merged) and from `done`. `pool`: a `concurrent.futures`-style executor (`submit`)
+        that writes the shards of `add_packed` (the build's workers); None writes them here."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.shard_size, self.crf = shard_size, crf
@@ -154,6 +197,9 @@ class PairWriter:
             if orphan.name not in indexed:  # its samples are not `done`, so they are written again
                 orphan.unlink()
         self._pending: list[dict] = []  # rows of the open shard
+        self._packed: list[tuple[str, dict]] = []  # (packed folder, row) of the next shard to submit
+        self._in_flight: list[tuple] = []  # (future, rows) of shards being written by the pool
+        self.pool = pool
         self._uncommitted: list[dict] = []  # failure rows not committed yet (they go with the next part)
         self._tar: tarfile.TarFile | None = None
         self._shard_index = 1 + max(
@@ -168,9 +214,48 @@ class PairWriter:
     def __exit__(self, *exc):
         self.close()
 
+    def _next_shard_name(self) -> str:
+        self._shard_index += 1
+        return f"shard-{self._shard_index - 1:06d}.tar"
+
     def _open_shard(self) -> None:
-        self._shard_name = f"shard-{self._shard_index:06d}.tar"
+        self._shard_name = self._next_shard_name()
         self._tar = tarfile.open(self.root / (self._shard_name + ".partial"), "w")  # noqa: SIM115 (spans calls)
+
+    def add_packed(self, folder: str, row: dict) -> None:
+        """Add a pair a build worker packed into `folder` (`save_packed`): every `shard_size` of them
+        become one shard, written by `pool` (`write_packed_shard`); its rows are committed when it is."""
+        if row["sample_id"] in self.done:
+            return
+        self._packed.append((folder, row))
+        self.done.add(row["sample_id"])
+        if len(self._packed) >= self.shard_size:
+            self._submit_packed()
+        self._collect(wait=False)
+
+    def _submit_packed(self) -> None:
+        name = self._next_shard_name()
+        items = [(folder, row | {"shard": name}) for folder, row in self._packed]
+        path = str(self.root / name)
+        if self.pool is not None:
+            job = self.pool.submit(write_packed_shard, path, items)
+        else:
+            job = Future()
+            job.set_result(write_packed_shard(path, items))
+        self._in_flight.append((job, [row for _, row in items]))
+        self._packed = []
+
+    def _collect(self, wait: bool) -> None:
+        """Commit the rows of the shards the pool has written (all of them, waiting, with `wait`)."""
+        still = []
+        for job, rows in self._in_flight:
+            if wait or job.done():
+                job.result()  # a failed write raises here: its shard stays `.partial`, its samples undone
+                self.rows.extend(rows)
+                self._commit_part(rows)
+            else:
+                still.append((job, rows))
+        self._in_flight = still
 
     def add(self, pair: Pair) -> None:
         if pair.sample_id not in self.done:
@@ -214,7 +299,6 @@ class PairWriter:
         self.rows.extend(self._pending)
         self._commit_part(self._pending)
         self._pending, self._tar = [], None
-        self._shard_index += 1
 
     def _commit_part(self, rows: list[dict]) -> None:
         """Write `rows` and the uncommitted failures as the next index part (O(rows), not O(index))."""
@@ -228,6 +312,9 @@ class PairWriter:
         """Commit what is open, then merge the index once: `index.parquet` whole, the parts removed."""
         if self._tar is not None:
             self._commit_shard()
+        if self._packed:
+            self._submit_packed()
+        self._collect(wait=True)
         if self._uncommitted or self._merge_on_close:
             _write_rows(self.root / INDEX, self.rows)
             self._uncommitted, self._merge_on_close = [], False

@@ -3,16 +3,13 @@
 Encoding a pair (three H.264 videos of 81 frames at 720p) costs seconds; done by the build's driver it
 would serialise the whole cluster's output through one process. `Pack` runs it in the stage's workers
 (`freeprop.data.pairs.encode_pair`) and leaves the members, the index row and the hashes dedup compares
-in the sample's work folder; the driver only appends those bytes to a shard (`PairWriter.add_encoded`).
+in the sample's work folder (`save_packed`). The driver reads only the row and hashes; the shards are
+written from those folders by the workers too (`PairWriter.add_packed`, `write_packed_shard`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -68,24 +65,10 @@ class Pack(Stage):
         self.crf = PAIR_CRF if crf is None else crf
 
     def process(self, sample):
-        from freeprop.data.pairs import encode_pair
+        from freeprop.data.pairs import PACKED_RECORD, encode_pair, save_packed
 
         out = self.work_dir(sample) / f"packed-{sample['sample_id']}"
-        if not (out / "row.json").is_file():
+        if not (out / PACKED_RECORD).is_file():
             pair = to_pair(sample)
-            members, row = encode_pair(pair, self.crf)
-            tmp = Path(tempfile.mkdtemp(prefix=".packed.", dir=out.parent))
-            for kind, data in members.items():
-                (tmp / kind).write_bytes(data)
-            (tmp / "row.json").write_text(json.dumps({"row": row, "hashes": pair_hashes(pair.source, pair.target)}))
-            shutil.rmtree(out, ignore_errors=True)
-            os.replace(tmp, out)
+            save_packed(out, *encode_pair(pair, self.crf), pair_hashes(pair.source, pair.target))
         return sample | {"packed": str(out)}
-
-
-def read_packed(folder: str) -> tuple[dict[str, bytes], dict, list[int]]:
-    """(members, index row, dedup hashes) a `Pack` stage left."""
-    folder = Path(folder)
-    record = json.loads((folder / "row.json").read_text())
-    members = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "row.json"}
-    return members, record["row"], record["hashes"]
