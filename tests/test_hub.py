@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from freeprop import hub
 from freeprop.data.stages.base import new_sample, release_models, run_stage
 from freeprop.data.stages.global_track import Depth
 from freeprop.data.stages.media import load_video, save_video
 from tests.conftest import moving_pattern
+from tests.data import tiny_models
 
 
 def _stage_slowly(path: str, folder: str, log: str, out: multiprocessing.Queue) -> None:
@@ -58,22 +58,9 @@ def test_four_workers_on_one_node_make_one_copy_and_all_load_it(tmp_path):
 
 
 def test_a_stage_loads_its_model_from_the_node_local_copy(tmp_path, monkeypatch):
-    from transformers import (
-        DepthAnythingConfig,
-        DepthAnythingForDepthEstimation,
-        Dinov2Config,
-        DPTImageProcessor,
-    )
-
-    torch.manual_seed(0)
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            image_size=28, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
-                            reshape_hidden_states=False)  # fmt: skip
-    model = DepthAnythingForDepthEstimation(DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=8,
-                                                                reassemble_hidden_size=32, neck_hidden_sizes=[8] * 4,
-                                                                head_hidden_size=8))  # fmt: skip
+    model, processor = tiny_models.depth_anything()
     model.save_pretrained(tmp_path / "depth")
-    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False).save_pretrained(tmp_path / "depth")
+    processor.save_pretrained(tmp_path / "depth")
     loaded_from, check = [], hub.refuse_custom_code
     monkeypatch.setattr(hub, "refuse_custom_code", lambda path, sub=None: (loaded_from.append(path), check(path, sub)))
     source = tmp_path / "s.mp4"

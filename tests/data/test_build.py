@@ -2,8 +2,8 @@
 
 import json
 import urllib.error
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest

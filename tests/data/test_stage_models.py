@@ -53,20 +53,7 @@ def test_ground_and_track_stage(tiny_grounding_dino, tmp_path):
 
 
 def test_depth_anything_v2_stage_with_one_range_per_video(tmp_path):
-    from transformers import (
-        DepthAnythingConfig,
-        DepthAnythingForDepthEstimation,
-        Dinov2Config,
-        DPTImageProcessor,
-    )
-
-    torch.manual_seed(0)
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            image_size=28, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
-                            reshape_hidden_states=False)  # fmt: skip
-    model = DepthAnythingForDepthEstimation(DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=8, reassemble_hidden_size=32,
-                                                                neck_hidden_sizes=[8, 8, 8, 8], head_hidden_size=8)).eval()  # fmt: skip
-    processor = DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False)
+    model, processor = tiny_models.depth_anything()
     estimator = DepthAnythingV2(model, processor)
     frames = moving_pattern(4, 32, 40)
     depth = estimator(frames)

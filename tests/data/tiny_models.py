@@ -1,4 +1,5 @@
-"""Tiny random Grounding DINO and SAM2-video models of transformers' real classes, for the local-track tests.
+"""Tiny random Grounding DINO, SAM2-video and Depth Anything V2 models of transformers' real classes,
+for the stage tests.
 
 `sam2_video` needs torchvision's Python transforms (SAM2's processors); its tests run it in a child
 process beside a side-installed torchvision (see test_grounded_sam2.py).
@@ -56,3 +57,22 @@ def sam2_video(size: int = 256, seed: int = 0):
         Sam2VideoVideoProcessor(size={"height": size, "width": size}),
     )
     return model, processor
+
+
+def depth_anything():
+    """A `DepthAnythingForDepthEstimation` (DINOv2 backbone, hidden 32) and its processor, at 28 px."""
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                            image_size=28, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)  # fmt: skip
+    model = DepthAnythingForDepthEstimation(DepthAnythingConfig(backbone_config=backbone, fusion_hidden_size=8,
+                                                                reassemble_hidden_size=32, neck_hidden_sizes=[8] * 4,
+                                                                head_hidden_size=8)).eval()  # fmt: skip
+    return model, DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False)
