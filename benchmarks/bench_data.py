@@ -9,13 +9,15 @@ frames per second of output. Part 2 runs the same two stages over the same clips
 executor (2 threads), then `standardize` alone with Ray Data on a local Ray of 2 CPUs, with 1 actor
 and then 2 (fresh work folders each; Ray start-up reported separately), and prints the wall times and
 the 1 → 2 worker speed-up in steady state: clips per second once every actor has finished its first
-clip (each actor's start-up — imports, first decode — taken out by timestamps the stage writes).
+clip (each actor's start-up — imports, first decode — taken out by timestamps the stage writes),
+beside the machine's own ceiling: the same clips in 1 and then 2 plain single-threaded processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -37,15 +39,44 @@ class TimedStandardize(Standardize):
     def process(self, sample):
         start = time.time()
         out = super().process(sample)
-        (self.work_dir(sample) / "timing.json").write_text(json.dumps([start, time.time()]))
+        (self.work_dir(sample) / "timing.json").write_text(json.dumps([start, time.time(), os.getpid()]))
         return out
 
 
-def steady_rate(work: Path, actors: int) -> float:
-    """Clips per second once every actor has finished its first clip (start-up and warm-up excluded):
-    the completions after the `actors`-th, over the time they took."""
-    ends = sorted(json.loads(p.read_text())[1] for p in work.glob("*/timing.json"))
-    return (len(ends) - actors) / (ends[-1] - ends[actors - 1])
+def _standardize_alone(args) -> float:
+    """Seconds for one single-threaded process (as a 1-CPU actor is) to standardise `paths`."""
+    import cv2
+
+    from freeprop.video import set_codec_threads
+
+    stage, paths, work = args
+    set_codec_threads(1)
+    cv2.setNumThreads(1)
+    start = time.perf_counter()
+    for s in samples(paths, work):
+        stage.process(s)
+    return time.perf_counter() - start
+
+
+def machine_ceiling(stage, paths, work: Path) -> float:
+    """How much faster two plain single-threaded processes standardise the clips than one (no Ray): the
+    most any executor can get from 2 workers on this machine."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        one = pool.map(_standardize_alone, [(stage, paths, work / "one")])[0]
+        halves = pool.map(_standardize_alone, [(stage, paths[0::2], work / "a"), (stage, paths[1::2], work / "b")])
+    return one / max(halves)
+
+
+def steady_rate(work: Path) -> tuple[float, float]:
+    """(clips per second once every actor has finished its first clip — the completions after that
+    moment over the time they took: start-up and warm-up excluded, an autoscaled actor's late start
+    too —, median seconds per clip in an actor)."""
+    spans = [json.loads(p.read_text()) for p in work.glob("*/timing.json")]
+    warm = max(min(end for _, end, pid in spans if pid == actor) for actor in {pid for *_, pid in spans})
+    after = sorted(end for _, end, _ in spans if end > warm)
+    return len(after) / (after[-1] - warm), float(np.median([end - start for start, end, _ in spans]))
 
 
 class MaskOps(Stage):
@@ -107,6 +138,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         print(f"  {stage.name:12s} {seconds:7.2f} s  {total / seconds:7.1f} frames/s")
 
+    ceiling = machine_ceiling(stages[0], paths, tmp / "ceiling")
+    print(f"standardize in 1 → 2 plain single-threaded processes (no Ray): {ceiling:.2f}x (this machine's ceiling)")
     start = time.perf_counter()
     list(LocalExecutor(workers=2).run(stages, samples(paths, tmp / "local")))
     local = time.perf_counter() - start
@@ -127,9 +160,9 @@ def main() -> None:
             results = list(RayExecutor(autoscale=autoscale).run(scaled, samples(paths, work)))
             wall = time.perf_counter() - start
             assert all(r["status"] == "pending" for r in results), [r["error"] for r in results]
-            rates[workers] = steady_rate(work, workers)
+            rates[workers], per_clip = steady_rate(work)
             print(f"  {workers} actor(s): {wall:.2f} s wall (pool start-up included), steady "
-                  f"{rates[workers]:.2f} clips/s")  # fmt: skip
+                  f"{rates[workers]:.2f} clips/s, {per_clip:.2f} s per clip in an actor")  # fmt: skip
         pool = "autoscaling 1..2" if autoscale else "fixed"
         print(f"Ray Data, standardize, {pool} pool: 1 → 2 workers, steady state: {rates[2] / rates[1]:.2f}x")
     ray.shutdown()
