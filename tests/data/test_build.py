@@ -340,3 +340,11 @@ def test_pairs_are_encoded_by_the_pack_stage_and_written_as_they_are(inputs, tin
         assert videos == {k: v for k, v in packed[row["sample_id"]].items() if k.endswith(".mp4")}
         assert set(videos) == {"source.mp4", "target.mp4", "mask.mp4"} and checksum(videos) == row["checksum"]
         assert json.loads(stored["meta.json"])["index"] == row  # the row travels in the shard too
+
+
+def test_an_unusable_stage_dir_is_one_error_before_any_sample(inputs, tiny_vace, tiny_i2v):
+    (inputs / "a-file").write_text("")
+    models = Models(device="cpu", dtype="float32", stage_dir=str(inputs / "a-file" / "models"))
+    with pytest.raises(FreePropInputError, match="models.stage_dir: cannot create"):
+        run_build(config(inputs, models=models), injected=injected(tiny_vace, tiny_i2v), progress=False)
+    assert not (inputs / "out-work").exists()  # nothing ran

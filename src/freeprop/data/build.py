@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -396,6 +397,20 @@ class BuildSummary:
         return "\n".join(lines)
 
 
+def _check_stage_dir(folder: str | None) -> None:
+    """`models.stage_dir` must be a folder this process can write (else every sample would fail on it).
+    On a cluster each node checks its own when its first worker stages a model."""
+    if not folder:
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError as err:
+        raise FreePropInputError(f"models.stage_dir: cannot create {folder} ({err.strerror})") from None
+    if not writable:
+        raise FreePropInputError(f"models.stage_dir: {folder} is not writable")
+
+
 def _reason(error: str) -> str:
     return error.split(":", 1)[0][:60] if error else "unknown"
 
@@ -461,6 +476,7 @@ def run_build(cfg: BuildConfig, limit: int | None = None, resume: bool = False, 
         for stage in stages:  # missing models: one clear error before any sample runs
             if any(stage.applies(sample) for sample in todo):
                 stage.check()
+        _check_stage_dir(cfg.models.stage_dir)
         dedup = DedupIndex(output / "dedup_hashes.jsonl", cfg.quality.dedup_bits)
         bars = [
             tqdm(total=len(todo), desc=f"{stage.name:18s}", position=i, disable=not progress, leave=True)
