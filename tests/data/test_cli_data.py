@@ -194,3 +194,7 @@ def test_finetune_vace_from_a_saved_pipeline_writes_the_lora_build_loads(tmp_pat
     load_vace(str(tmp_path / "vace"), "cpu", lora=str(tmp_path / "run" / "adapter"))  # loads the LoRA
     assert main(args) == 2  # a second run into the same folder: --resume or --overwrite
     assert "--resume" in capsys.readouterr().err
+    (tmp_path / "none.json").write_text("{}")
+    none = [*args[:4], str(tmp_path / "none.json"), "-o", str(tmp_path / "run2"), "--vace", str(tmp_path / "missing")]
+    assert main(none) == 2  # said before the (14B) model would load
+    assert "no accepted removal pairs" in capsys.readouterr().err

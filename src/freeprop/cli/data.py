@@ -191,10 +191,12 @@ def _add_finetune_vace(sub) -> None:
 
 def cmd_data_finetune_vace(args: argparse.Namespace) -> int:
     from freeprop.data.curation import read_decisions
+    from freeprop.data.pairs import PairDataset
     from freeprop.data.stages.synthesis import load_vace
-    from freeprop.data.vace_finetune import finetune_vace
+    from freeprop.data.vace_finetune import accepted_removals, finetune_vace
 
     decisions = read_decisions(args.decisions)
+    accepted_removals(PairDataset(args.dataset, tasks=("removal",)), decisions)  # before loading VACE
     device, dtype = device_and_dtype(args.device, args.dtype)
     pipe = load_vace(args.vace, device, dtype)
     summary = finetune_vace(pipe, args.dataset, decisions, args.output, args.steps, args.lr, args.rank,

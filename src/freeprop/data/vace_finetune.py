@@ -68,6 +68,15 @@ def finetune_vace(
     return summary | {"accepted": len(examples)}
 
 
+def accepted_removals(pairs, decisions: dict[str, bool]) -> list[int]:
+    """Indices of the accepted removals of a `PairDataset`; one clear error when there are none (checked
+    before the 14B model loads)."""
+    accepted = [i for i, row in enumerate(pairs.rows) if row["task"] == "removal" and decisions.get(row["sample_id"])]
+    if not accepted:
+        raise FreePropInputError("no accepted removal pairs in the decisions; accept some on the review page")
+    return accepted
+
+
 class VACEExamples(torch.utils.data.Dataset):
     """The accepted removal pairs of a pair-format folder as VACE training examples, made when asked."""
 
@@ -76,9 +85,7 @@ class VACEExamples(torch.utils.data.Dataset):
 
         self.pipe, self.seed = pipe, seed
         self.pairs = PairDataset(dataset, tasks=("removal",))
-        self.accepted = [i for i, row in enumerate(self.pairs.rows) if decisions.get(row["sample_id"])]
-        if not self.accepted:
-            raise FreePropInputError("no accepted removal pairs in the decisions; accept some on the review page")
+        self.accepted = accepted_removals(self.pairs, decisions)
 
     def __len__(self) -> int:
         return len(self.accepted)
