@@ -198,3 +198,18 @@ def test_finetune_vace_from_a_saved_pipeline_writes_the_lora_build_loads(tmp_pat
     none = [*args[:4], str(tmp_path / "none.json"), "-o", str(tmp_path / "run2"), "--vace", str(tmp_path / "missing")]
     assert main(none) == 2  # said before the (14B) model would load
     assert "no accepted removal pairs" in capsys.readouterr().err
+
+
+def test_a_build_stopped_by_a_crashing_worker_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    import freeprop.data.build as build
+    from freeprop.data.executors import WorkerCrashed
+
+    def crash(*args, **kwargs):
+        raise WorkerCrashed("a sample killed its Ray worker process 3 times")
+
+    monkeypatch.setattr(build, "run_build", crash)
+    config = tmp_path / "build.yaml"
+    config.write_text(f"output: {tmp_path / 'out'}\n")
+    assert main(["data", "build", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("freeprop: build stopped: a sample killed its Ray worker") and "Traceback" not in err

@@ -258,3 +258,22 @@ def test_ray_workers_write_the_shards_and_the_driver_only_the_index(local_ray, t
     assert sorted({r["shard"] for r in data.rows}) == [f"shard-{i:06d}.tar" for i in range(3)]
     assert all(data[i].source.shape == (3, 16, 16, 3) for i in range(5))
     assert not list(tmp_path.glob("packed-*"))  # removed once in a shard
+
+
+class KillsItsWorker(Stage):
+    name = "kills_its_worker"
+    resources = Resources(cpus=1)
+
+    def process(self, sample):
+        if sample["source"] == "3":
+            import os
+
+            os._exit(1)  # a crash no `except` can catch (a segfault, the OOM killer)
+        return sample
+
+
+def test_a_sample_that_kills_its_ray_worker_stops_the_run_after_the_retries_with_one_line(local_ray):
+    from freeprop.data.executors import CRASH_RETRIES, WorkerCrashed
+
+    with pytest.raises(WorkerCrashed, match=f"killed its Ray worker process {CRASH_RETRIES + 1} times"):
+        list(RayExecutor().run([KillsItsWorker()], samples()))

@@ -106,8 +106,9 @@ def _add_build(sub) -> None:
     p.set_defaults(func=cmd_data_build)
 
 
-def cmd_data_build(args: argparse.Namespace) -> None:
+def cmd_data_build(args: argparse.Namespace) -> int:
     from freeprop.data.build import load_build_config, run_build
+    from freeprop.data.executors import WorkerCrashed
 
     cfg = load_build_config(args.config, args.overrides)
     if args.executor:
@@ -116,9 +117,14 @@ def cmd_data_build(args: argparse.Namespace) -> None:
         cfg = replace(cfg, execution=replace(cfg.execution, executor=args.executor))
     if args.retry_failed and not args.resume:
         raise FreePropInputError("--retry-failed continues a dataset: add --resume")
-    summary = run_build(cfg, limit=args.limit, resume=args.resume, retry_failed=args.retry_failed)
+    try:
+        summary = run_build(cfg, limit=args.limit, resume=args.resume, retry_failed=args.retry_failed)
+    except WorkerCrashed as err:
+        print(f"freeprop: build stopped: {err}", file=sys.stderr)
+        return 1
     print(summary.table())
     print(f"wrote {cfg.output} (index.parquet, shards, build_summary.json)")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -83,6 +83,10 @@ class LocalExecutor:
 CRASH_RETRIES = 2  # Ray: restarts of a stage's actor, and retries of its batch, after a worker dies
 
 
+class WorkerCrashed(RuntimeError):
+    """A sample kept killing the worker process running it: the build stops (one line, exit 1)."""
+
+
 class _StageActor:
     """A Ray actor running one stage (model loaded once in the constructor)."""
 
@@ -156,8 +160,17 @@ class RayExecutor:
                 max_restarts=CRASH_RETRIES,  # a sample that kills its worker is not retried forever
                 max_task_retries=CRASH_RETRIES,
             )
-        for row in ds.iter_rows():
-            yield {k: str(v) for k, v in row.items()}
+        left = {sample["sample_id"] for sample in samples}
+        try:
+            for row in ds.iter_rows():
+                left.discard(row["sample_id"])
+                yield {k: str(v) for k, v in row.items()}
+        except ray.exceptions.RayActorError as err:  # a worker process died CRASH_RETRIES + 1 times
+            raise WorkerCrashed(
+                f"a sample killed its Ray worker process {CRASH_RETRIES + 1} times (a crash in native code or "
+                f"the OOM killer; Ray: {type(err).__name__}); {len(left)} samples had not finished — the "
+                "pairs committed so far are kept, and --resume runs the rest again"
+            ) from None
 
 
 class _RayPool:
