@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freeprop.data.executors import LocalExecutor, RayExecutor
+from freeprop.data.executors import LocalExecutor, RayExecutor, limit_threads
 from freeprop.data.masks import erode, scaled_px, with_bbox
 from freeprop.data.stages.base import Stage, new_sample
 from freeprop.data.stages.media import load_video, save_masks
@@ -45,13 +45,8 @@ class TimedStandardize(Standardize):
 
 def _standardize_alone(args) -> float:
     """Seconds for one single-threaded process (as a 1-CPU actor is) to standardise `paths`."""
-    import cv2
-
-    from freeprop.video import set_codec_threads
-
     stage, paths, work = args
-    set_codec_threads(1)
-    cv2.setNumThreads(1)
+    limit_threads(1)
     start = time.perf_counter()
     for s in samples(paths, work):
         stage.process(s)

@@ -69,8 +69,7 @@ def check_available(path: str, key: str) -> None:
     """Raise one clear error if `path` is neither a local file/folder nor a Hugging Face id in the cache."""
     if _local_source(path) is not None:
         return
-    looks_like_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-    hint = f"huggingface-cli download {path}" if looks_like_id else "check the path"
+    hint = f"huggingface-cli download {path}" if _looks_like_hub_id(path) else "check the path"
     raise FreePropInputError(f"{key}: {path} is not a local path nor in the Hugging Face cache ({hint})")
 
 
@@ -127,7 +126,7 @@ def _local_source(path: str) -> Path | None:
     """The local file or folder behind `path`: itself, or the cached snapshot of a Hugging Face id."""
     if Path(path).exists():
         return Path(path)
-    if path.count("/") != 1 or path.startswith((".", "/", "~")):
+    if not _looks_like_hub_id(path):
         return None
     try:
         from huggingface_hub import snapshot_download
@@ -135,3 +134,7 @@ def _local_source(path: str) -> Path | None:
         return Path(snapshot_download(path, local_files_only=True))
     except Exception:  # not in the cache
         return None
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    return path.count("/") == 1 and not path.startswith((".", "/", "~"))

@@ -87,19 +87,24 @@ class WorkerCrashed(RuntimeError):
     """A sample kept killing the worker process running it: the build stops (one line, exit 1)."""
 
 
+def limit_threads(cpus: int) -> None:
+    """Keep this process to `cpus` threads of work: codecs, OpenCV and torch would otherwise each start
+    a thread per core of the node (a 1-CPU Ray actor must not)."""
+    import cv2
+    import torch
+
+    from freeprop.video import set_codec_threads
+
+    set_codec_threads(cpus)
+    cv2.setNumThreads(cpus)
+    torch.set_num_threads(cpus)
+
+
 class _StageActor:
     """A Ray actor running one stage (model loaded once in the constructor)."""
 
     def __init__(self, stage: Stage):
-        import cv2
-        import torch
-
-        from freeprop.video import set_codec_threads
-
-        cpus = max(1, int(stage.resources.cpus))  # the CPUs this actor was given, no more: codecs,
-        set_codec_threads(cpus)  # OpenCV and torch would each start a thread per core of the node
-        cv2.setNumThreads(cpus)
-        torch.set_num_threads(cpus)
+        limit_threads(max(1, int(stage.resources.cpus)))  # the CPUs this actor was given, no more
         self.stage = stage
         stage.setup()
 

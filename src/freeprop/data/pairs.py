@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -94,8 +95,6 @@ class Pair:
 
 
 def _encode_video(frames: np.ndarray, fps: float, crf: int) -> bytes:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
         write_video(path, frames, fps=fps, crf=crf)
@@ -106,6 +105,15 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
+
+
+def _add_sample(tar: tarfile.TarFile, members: dict[str, bytes], row: dict) -> None:
+    """A sample's members into an open shard, its `meta.json` carrying its final index row."""
+    meta = json.loads(members["meta.json"])
+    members = members | {"meta.json": json.dumps(meta | {"index": row}).encode()}
+    for kind in (*VIDEO_MEMBERS, "meta.json"):
+        if kind in members:
+            _add_member(tar, f"{row['sample_id']}.{kind}", members[kind])
 
 
 def encode_pair(pair: Pair, crf: int = PAIR_CRF) -> tuple[dict[str, bytes], dict]:
@@ -133,8 +141,6 @@ PACKED_RECORD = "row.json"  # in a packed folder: the index row (shard unset) an
 
 def save_packed(folder: Path, members: dict[str, bytes], row: dict, hashes: list[int]) -> None:
     """A sample's encoded shard members as files in `folder`, written whole (a kill leaves none or all)."""
-    import tempfile
-
     tmp = Path(tempfile.mkdtemp(prefix=".packed.", dir=folder.parent))
     for kind, data in members.items():
         (tmp / kind).write_bytes(data)
@@ -156,12 +162,7 @@ def write_packed_shard(path: str, items: list[tuple[str, dict]]) -> str:
     partial = Path(path + ".partial")
     with tarfile.open(partial, "w") as tar:
         for folder, row in items:
-            members = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.name != PACKED_RECORD}
-            meta = json.loads(members["meta.json"])
-            members["meta.json"] = json.dumps(meta | {"index": row}).encode()
-            for kind in (*VIDEO_MEMBERS, "meta.json"):
-                if kind in members:
-                    _add_member(tar, f"{row['sample_id']}.{kind}", members[kind])
+            _add_sample(tar, {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.name != PACKED_RECORD}, row)
     os.replace(partial, path)
     for folder, _ in items:
         shutil.rmtree(folder, ignore_errors=True)
@@ -270,11 +271,7 @@ class PairWriter:
         if self._tar is None:
             self._open_shard()
         row = row | {"shard": self._shard_name}
-        meta = json.loads(members["meta.json"])
-        members = members | {"meta.json": json.dumps(meta | {"index": row}).encode()}
-        for kind in (*VIDEO_MEMBERS, "meta.json"):
-            if kind in members:
-                _add_member(self._tar, f"{sid}.{kind}", members[kind])
+        _add_sample(self._tar, members, row)
         self._pending.append(row)
         self.done.add(sid)
         if len(self._pending) >= self.shard_size:
@@ -326,18 +323,21 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema(INDEX_COLUMNS)), tmp)
 
 
+def _index_files(root: Path) -> list[Path]:
+    """The merged index (if any) and then the parts of a writer that did not close, oldest first."""
+    return ([root / INDEX] if (root / INDEX).is_file() else []) + sorted((root / INDEX_PARTS).glob("part-*.parquet"))
+
+
 def has_index(root: str | os.PathLike) -> bool:
     """Whether `root` holds an index (merged, or the parts of a writer that did not close)."""
-    root = Path(root)
-    return (root / INDEX).is_file() or any((root / INDEX_PARTS).glob("part-*.parquet"))
+    return bool(_index_files(Path(root)))
 
 
 def read_index(root: str | os.PathLike) -> pa.Table:
     """The dataset's index, checked: readable Parquet with every column of the pair format; with the
     parts a killed writer left, merged (a sample's later row replaces its earlier one)."""
     root = Path(root)
-    files = [root / INDEX] if (root / INDEX).is_file() else []
-    files += sorted((root / INDEX_PARTS).glob("part-*.parquet"))
+    files = _index_files(root)
     if not files:
         raise FreePropInputError(f"{root}: no {INDEX}; pass a folder written in the pair format")
     tables = [_read_index_file(path, root) for path in files]
@@ -398,8 +398,6 @@ def scan_shard(path: Path) -> tuple[dict[str, tarfile.TarInfo], str | None]:
 
 
 def _decode(data: bytes) -> np.ndarray:
-    import tempfile
-
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
         tmp.write(data)
         tmp.flush()
