@@ -66,15 +66,22 @@ def evaluate(method, dataset, limit: int) -> dict[str, dict[str, float]]:
 
 
 def load_model(path: str, preset: str = "small"):
-    """A pipeline folder, or a training checkpoint of a full fine-tune (`.../checkpoints/step-N`)."""
+    """A pipeline folder, or a training checkpoint of a full fine-tune (`RUN/checkpoints/step-N`), loaded
+    into the model its run started from (`RUN/config.json`'s `model.pipeline`: the same transformer
+    config, e.g. the signed α_S range of the bundle, which the bare preset does not have)."""
     from freeprop.pipeline import load_pipeline
 
-    if not (Path(path) / "trainable.safetensors").is_file():
+    folder = Path(path)
+    if not (folder / "trainable.safetensors").is_file():
         return load_pipeline(path)
     from safetensors.torch import load_file
 
-    pipe = load_pipeline(preset)
-    pipe.transformer.load_state_dict(load_file(str(Path(path) / "trainable.safetensors")), strict=False)
+    run_config = folder.parent.parent / "config.json"
+    start = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
+    pipe = load_pipeline(start.get("pipeline") or start.get("preset") or preset)
+    missing, unexpected = pipe.transformer.load_state_dict(load_file(str(folder / "trainable.safetensors")), strict=False)
+    if unexpected:
+        raise ValueError(f"{path}: weights the model does not have: {unexpected[:3]}")
     return pipe
 
 

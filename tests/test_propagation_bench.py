@@ -1,0 +1,34 @@
+"""benchmarks/propagation.py: a training checkpoint is scored as the model its run trains."""
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from freeprop.cli import main
+from freeprop.models import build_transformer
+from freeprop.pipeline import FreePropPipeline, make_scheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from propagation import load_model  # noqa: E402
+
+
+def test_a_checkpoint_loads_into_the_model_its_run_started_from(tmp_path):
+    # a start whose transformer config differs from the bare preset's (the bundle's signed α_S range)
+    start = FreePropPipeline(build_transformer("tiny", alpha_s_range="signed", predicts_residual=True),
+                             make_scheduler())
+    start.save_pretrained(tmp_path / "start")
+    run = tmp_path / "run"
+    assert main(["train", "configs/tiny.yaml", f"model.pipeline={tmp_path / 'start'}", "full_finetune=true",
+                 "lora.enabled=false", "loss.variant=ast_rope", "data.synthetic_pairs=4", "data.num_frames=5",
+                 "data.height=16", "data.width=16", "batch_size=2", "max_steps=1", "save_every=1", "optim.warmup_steps=0",
+                 f"output_dir={run}"]) == 0
+
+    pipe = load_model(str(run / "checkpoints" / "step-0000001"))
+    assert pipe.transformer.config.alpha_s_range == "signed" and pipe.transformer.config.predicts_residual
+    trained = load_file(str(run / "checkpoints" / "step-0000001" / "trainable.safetensors"))
+    start_weights = start.transformer.state_dict()
+    assert any(not torch.equal(trained[k], start_weights[k]) for k in trained)  # the step changed weights
+    for name, tensor in pipe.transformer.state_dict().items():
+        assert torch.equal(tensor, trained.get(name, start_weights[name])), name
