@@ -201,7 +201,8 @@ def test_truncated_or_resized_predictions_are_errors_not_best_scores(bench_and_p
     out = tmp_path / "report"
     args = ["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"bad={bad}", "--pred", f"truth={root / 'truth'}",
             "--metrics", "motion,warp,gt", "-o", str(out), "--device", "cpu"]  # fmt: skip
-    assert main(args) == 0
+    assert main(args) == 1  # some cases failed: said in one line, as a batch edit says it
+    assert "could not be scored (bad 2)" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())["methods"]
     assert summary["bad"]["errors"] == 2 and summary["bad"]["cases"] == 0
     assert summary["truth"]["cases"] == 2 and (out / "report.html").is_file() and (out / "table.md").is_file()
@@ -212,7 +213,8 @@ def test_truncated_or_resized_predictions_are_errors_not_best_scores(bench_and_p
     write_video(small / f"{one.case_id}.mp4", one.target[:, ::2, ::2])  # the right frames at half size
     again = ["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"small={small}", "--metrics", "motion,warp,gt",
              "-o", str(tmp_path / "r2"), "--device", "cpu", "--resample"]  # fmt: skip
-    assert main(again) == 0
+    assert main(again) == 1  # the second case has no prediction in `small`
+    assert "could not be scored (small 1)" in capsys.readouterr().err
     row = json.loads((tmp_path / "r2" / "cases" / "small" / f"{one.case_id}.json").read_text())
     assert row["resampled"].startswith("resampled from 5 frames at 16x16") and row["psnr"] > 20
 
@@ -317,7 +319,7 @@ def test_unicbench_shipped_baselines_are_scored_by_name(tmp_path):
     (case / "caption.txt").write_text("a caption")
     out = tmp_path / "report"
     base = ["eval", "--bench", f"unic:{tmp_path / 'unic'}", "--metrics", "motion", "-o", str(out), "--device", "cpu"]
-    assert main([*base, "--shipped", "VACE", "--shipped", "anyv2v", "--pred", f"wrong={case.parent}"]) == 0
+    assert main([*base, "--shipped", "VACE", "--shipped", "anyv2v", "--pred", f"wrong={case.parent}"]) == 1  # `wrong`
     methods = json.loads((out / "summary.json").read_text())["methods"]
     assert methods["VACE"]["mean"]["motion"] < 0.05 < 0.3 < methods["anyv2v"]["mean"]["motion"]
     wrong = json.loads((out / "cases" / "wrong" / "001.json").read_text())

@@ -160,7 +160,7 @@ def _add_first_frames(sub) -> None:
 
 
 
-def cmd_eval(args: argparse.Namespace) -> None:
+def cmd_eval(args: argparse.Namespace) -> int:
     from freeprop.eval.benchmarks import load_bench, read_case_list
     from freeprop.eval.runner import (
         EmbeddingCache,
@@ -243,6 +243,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
         print(markdown_table(summary, bench.kind), end="")
         print(f"wrote {out_dir}/report.html, table.md, summary.json, per_case.csv")
+    # as a batch edit does: the report is written for the rest, and exit status 1 says some cases failed
+    failed = {name: s["errors"] for name, s in summary.items() if s["errors"]}
+    if failed:
+        counts = ", ".join(f"{name} {n}" for name, n in failed.items())
+        print(f"freeprop eval: cases that could not be scored ({counts}); their errors are in per_case.csv",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 
