@@ -1,7 +1,8 @@
 """The paper's ablation (Table 3) in miniature, on the synthetic test split, over seeds.
 
 The paper ablates fine-tunes of one pretrained model (Fun-Control), so the arms here start from one
-shared point too: the bundled run's final weights — a model that already propagates edits — with the
+shared point too: the bundled run's final weights — a model that already propagates edits (the table in
+docs/model.md used the stage-3 bundle of commit b18a22f) — with the
 AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then fine-tunes
 for the same steps and data, once per seed:
 

@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -209,6 +210,12 @@ def test_config_errors_name_the_key(tmp_path):
         big = load_config(f"configs/{name}.yaml")
         assert big.lora.rank == 128 and big.optim.lr == 2e-4 and big.loss.lambda_motion == 5.0
         assert big.data.num_frames == 81 and big.epochs == 2
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in Path("configs").glob("*.yaml")))
+def test_every_shipped_recipe_is_a_valid_config(recipe):
+    cfg = load_config(f"configs/{recipe}")
+    assert cfg.output_dir.startswith("runs/") and (cfg.max_steps or cfg.epochs)
 
 
 def test_unquoted_no_is_the_string_no():  # YAML 1.1 reads `no` as false; mixed_precision=no must work
