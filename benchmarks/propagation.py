@@ -79,7 +79,7 @@ def load_model(path: str, preset: str = "small"):
     run_config = folder.parent.parent / "config.json"
     start = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
     pipe = load_pipeline(start.get("pipeline") or start.get("preset") or preset)
-    missing, unexpected = pipe.transformer.load_state_dict(load_file(str(folder / "trainable.safetensors")), strict=False)
+    _, unexpected = pipe.transformer.load_state_dict(load_file(str(folder / "trainable.safetensors")), strict=False)
     if unexpected:
         raise ValueError(f"{path}: weights the model does not have: {unexpected[:3]}")
     return pipe
