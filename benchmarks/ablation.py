@@ -1,23 +1,27 @@
 """The paper's ablation (Table 3) in miniature, on the synthetic test split, over seeds.
 
 The paper ablates fine-tunes of one pretrained model (Fun-Control), so the arms here start from one
-shared point too: the bundled run's final weights — a model that already propagates edits (the table in
-docs/model.md used the stage-3 bundle of commit b18a22f) — with the
-AlphaPredictor's output heads zeroed (α_S = 0, α_T = 1: plain RoPE again). Each arm then fine-tunes
-for the same steps and data, once per seed:
+shared point too: the bundled model's weights — a model that already propagates edits (the table in
+docs/model.md uses the stage-4 bundle of commit 90bf700) — with the AlphaPredictor's output heads
+zeroed (α_S = 0, α_T = 1: plain RoPE again), in the `small` preset (the paper's α_S ∈ [0, 1)). Each
+arm then fine-tunes for the same steps and data, once per seed, the α predictor at 10 × the learning
+rate (`optim.alpha_lr_scale`: 200 steps at the paper's single rate barely move α):
 
     cd benchmarks && python ablation.py --make-base \
-        ../src/freeprop/assets/freeprop-small/transformer/diffusion_pytorch_model.safetensors ../runs/abl2-base.safetensors && cd ..
+        ../src/freeprop/assets/freeprop-small/transformer/diffusion_pytorch_model.safetensors ../runs/abl3-base.safetensors && cd ..
     for seed in 0 1; do for v in baseline ast_rope full; do
-      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl2-base.safetensors seed=$seed \
-          max_steps=100 optim.lr=3e-4 optim.warmup_steps=5 loss.teacher=snapshot loss.lambda_motion=0.5 \
-          loss.lambda_mmd=0.1 data.synthetic_pairs=1000000 save_every=1000 output_dir=runs/abl2-$v-s$seed
+      freeprop train configs/small.yaml loss.variant=$v model.weights=runs/abl3-base.safetensors seed=$seed \
+          max_steps=200 optim.lr=3e-4 optim.warmup_steps=5 optim.alpha_lr_scale=10 loss.teacher=snapshot \
+          loss.lambda_motion=0.5 loss.lambda_mmd=0.1 data.synthetic_pairs=1000000 save_every=50 \
+          output_dir=runs/abl3-$v-s$seed
     done; done
-    cd benchmarks && python ablation.py --data ../data/synth --out results --steps 1 --runs ../runs/abl2-*-s[01]
+    cd benchmarks && python ablation.py --data ../data/synth --out results --steps 1 --samples 4 \
+        --start ../runs/abl3-base.safetensors --runs ../runs/abl3-*-s[01]
 
-Runs named `<arm>-s<seed>` are grouped by arm: the table gives the mean over seeds and, after ±,
-half the spread (max − min) / 2. Metrics per task: PSNR, SSIM, masked PSNR (local edits), flicker
-ratio; plus the learned α_S, α_T. Anchors: copy-source and flow-warp. Writes benchmarks/results/ablation.{json,md}.
+Runs named `[abl<N>-]<arm>-s<seed>` are grouped by arm: the table gives the mean over seeds and,
+after ±, half the spread (max − min) / 2. `--start` scores the shared start as a row of its own. Metrics
+per task: PSNR, SSIM, masked PSNR (local edits), flicker ratio; plus the learned α_S, α_T. Anchors:
+copy-source and flow-warp. Writes benchmarks/results/ablation.{json,md}.
 """
 
 from __future__ import annotations
@@ -46,14 +50,18 @@ def make_base(checkpoint: str, out: str) -> None:
     print(f"wrote {out} ({len(state)} tensors; zeroed {', '.join(heads)})")
 
 
-def run_method(run: Path, steps: int | None):
-    pipe = load_model(str(run / "pipeline"))
+def run_method(model: str, steps: int | None, samples: int | None):
+    pipe = load_model(model)
     pipe.set_progress_bar_config(disable=True)
     alphas = []
 
     def method(pair):
         out = pipe(
-            pair.source, pair.target[0], num_inference_steps=steps, generator=torch.Generator().manual_seed(0)
+            pair.source,
+            pair.target[0],
+            num_inference_steps=steps,
+            num_samples=samples,
+            generator=torch.Generator().manual_seed(0),
         )
         alphas.append(out.alphas[0])
         return out.frames
@@ -80,6 +88,8 @@ def main():
     parser.add_argument("--runs", nargs="*", default=[], help="training output dirs named <arm>-s<seed>")
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
+    parser.add_argument("--samples", type=int, help="samples averaged per clip (default: the model's own)")
+    parser.add_argument("--start", help="the arms' shared start (--make-base's OUT): scored as a row of its own")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument(
         "--make-base", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write the arms' start and exit"
@@ -96,10 +106,12 @@ def main():
         for name in ("copy-source", "flow-warp (residual)")
     }
     arms: dict[str, list] = {}
+    models = [("start (no fine-tune)", args.start)] if args.start else []
     for run in map(Path, args.runs):
-        match = re.fullmatch(r"(?:abl-)?(.+)-s(\d+)", run.name)
-        arm = match.group(1) if match else run.name
-        method, alphas = run_method(run, args.steps)
+        match = re.fullmatch(r"(?:abl\d*-)?(.+)-s(\d+)", run.name)
+        models.append((match.group(1) if match else run.name, str(run / "pipeline")))
+    for arm, model in models:
+        method, alphas = run_method(model, args.steps, args.samples)
         scores = evaluate(method, dataset, args.pairs)
         scores["alpha"] = {
             "alpha_s": float(np.mean([a[0] for a in alphas])),
@@ -107,7 +119,7 @@ def main():
         }
         arms.setdefault(arm, []).append(scores)
         print(
-            run.name,
+            model,
             json.dumps({t: {k: round(v, 3) for k, v in m.items()} for t, m in scores.items()}),
             flush=True,
         )

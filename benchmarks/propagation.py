@@ -66,20 +66,24 @@ def evaluate(method, dataset, limit: int) -> dict[str, dict[str, float]]:
 
 
 def load_model(path: str, preset: str = "small"):
-    """A pipeline folder, or a training checkpoint of a full fine-tune (`RUN/checkpoints/step-N`), loaded
+    """A pipeline folder; a training checkpoint of a full fine-tune (`RUN/checkpoints/step-N`), loaded
     into the model its run started from (`RUN/config.json`'s `model.pipeline`: the same transformer
-    config, e.g. the signed α_S range of the bundle, which the bare preset does not have)."""
+    config, e.g. the signed α_S range of the bundle, which the bare preset does not have); or a
+    `.safetensors` file of full weights, loaded into `preset`."""
     from freeprop.pipeline import load_pipeline
 
     folder = Path(path)
-    if not (folder / "trainable.safetensors").is_file():
+    if folder.suffix == ".safetensors":
+        weights, start = folder, {}
+    elif (folder / "trainable.safetensors").is_file():
+        weights, run_config = folder / "trainable.safetensors", folder.parent.parent / "config.json"
+        start = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
+    else:
         return load_pipeline(path)
     from safetensors.torch import load_file
 
-    run_config = folder.parent.parent / "config.json"
-    start = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
     pipe = load_pipeline(start.get("pipeline") or start.get("preset") or preset)
-    _, unexpected = pipe.transformer.load_state_dict(load_file(str(folder / "trainable.safetensors")), strict=False)
+    _, unexpected = pipe.transformer.load_state_dict(load_file(str(weights)), strict=False)
     if unexpected:
         raise ValueError(f"{path}: weights the model does not have: {unexpected[:3]}")
     return pipe

@@ -32,3 +32,16 @@ def test_a_checkpoint_loads_into_the_model_its_run_started_from(tmp_path):
     assert any(not torch.equal(trained[k], start_weights[k]) for k in trained)  # the step changed weights
     for name, tensor in pipe.transformer.state_dict().items():
         assert torch.equal(tensor, trained.get(name, start_weights[name])), name
+
+
+def test_a_weights_file_loads_into_the_preset(tmp_path):
+    """benchmarks/ablation.py --start: full weights in one file, scored as the preset they were made for."""
+    from safetensors.torch import save_file
+
+    weights = build_transformer("tiny").state_dict()
+    weights = {k: torch.randn_like(v) for k, v in weights.items()}
+    save_file(weights, tmp_path / "base.safetensors")
+    pipe = load_model(str(tmp_path / "base.safetensors"), preset="tiny")
+    assert pipe.transformer.config.alpha_s_range == "unit"
+    for name, tensor in pipe.transformer.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name

@@ -363,6 +363,30 @@ def test_weight_decay_spares_loaded_weights_norms_and_biases(pairs, tmp_path):
     assert spared == {n for n, p in fresh.named_parameters() if p.ndim < 2} | {"alpha_predictor.cell_embedding"}
 
 
+def test_alpha_lr_scale_gives_the_predictor_its_own_rate(pairs, tmp_path):
+    """optim.alpha_lr_scale = 10: the α predictor's parameters (and only they) step at 10 × lr, through
+    warm-up and decay; with a frozen predictor (baseline) no extra group appears."""
+    trainer = Trainer(tiny_config(pairs, tmp_path / "a", "loss.variant=ast_rope", "optim.alpha_lr_scale=10", "max_steps=20"))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr = trainer.cfg.optim.lr
+    for _ in range(2):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        rates = trainer.lr_scheduler.get_last_lr()
+        assert rates[0] > 0
+        for group, rate in zip(trainer.optimizer.param_groups, rates, strict=True):
+            predictor = {names[id(p)].startswith("alpha_predictor.") for p in group["params"]}
+            assert len(predictor) <= 1
+            expected = rates[0] * (10 if predictor == {True} else 1)
+            assert rate == pytest.approx(expected) and group["lr"] == pytest.approx(expected)
+    grouped = [names[id(p)] for g in trainer.optimizer.param_groups[2:] for p in g["params"]]
+    assert sorted(grouped) == sorted(n for n in trainer.trainable_names if n.startswith("alpha_predictor."))
+    assert trainer.optimizer.param_groups[2]["initial_lr"] == pytest.approx(10 * lr)
+    frozen = Trainer(tiny_config(pairs, tmp_path / "b", "loss.variant=baseline", "optim.alpha_lr_scale=10"))
+    assert len(frozen.optimizer.param_groups) == 2
+
+
 def test_clip_tokens_of_the_edit_train_as_they_infer(pairs, tmp_path):
     """With an image encoder in the pipeline, training feeds CLIP of the edited first frame (what the
     pipeline feeds at inference), with dropout; without one, zeros on both sides."""

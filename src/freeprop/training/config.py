@@ -96,10 +96,14 @@ class OptimConfig:
     schedule: str = "cosine"  # paper §5.1: cosine decay (diffusers get_scheduler names)
     warmup_steps: int = 100
     max_grad_norm: float = 1.0
+    # The α predictor's learning rate as a multiple of `lr`. The paper trains everything at one rate
+    # (§5.1: 2e-4) for 2 epochs of 300K clips; a few hundred miniature steps barely move α at that rate,
+    # so the ablation (benchmarks/ablation.py) raises it. 1 = the paper.
+    alpha_lr_scale: float = 1.0
 
     def __post_init__(self):
         require(self, "optim", weight_decay=(0.0, None), warmup_steps=(0, None))
-        for name in ("lr", "eps", "max_grad_norm"):
+        for name in ("lr", "eps", "max_grad_norm", "alpha_lr_scale"):
             if getattr(self, name) <= 0:
                 raise FreePropInputError(f"optim.{name} must be > 0, got {getattr(self, name)}")
         if not all(0 <= b < 1 for b in self.betas):

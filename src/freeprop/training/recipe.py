@@ -79,18 +79,28 @@ class CheckpointMismatch(FreePropInputError):
     """A whole checkpoint written under another config (LoRA rank, trainable set): not a damaged one."""
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float, spare_loaded: bool) -> list[dict]:
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, spare_loaded: bool, alpha_lr: float | None = None
+) -> list[dict]:
     """AdamW groups: decay on weight matrices; never on norms, biases and other vectors; and, with
     `spare_loaded`, not on the loaded weights either — only on those the recipe adds (LoRA, the α
-    predictor), since decay would pull a checkpoint's weights towards zero rather than towards it."""
-    decay, no_decay = [], []
+    predictor), since decay would pull a checkpoint's weights towards zero rather than towards it.
+    With `alpha_lr`, the α predictor's parameters form groups of their own at that learning rate."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        added = "lora_" in name or name.startswith("alpha_predictor.")
+        predictor = name.startswith("alpha_predictor.")
+        added = "lora_" in name or predictor
         matrix = param.ndim >= 2 and not name.endswith("cell_embedding")  # a position embedding: no decay
-        (decay if matrix and (added or not spare_loaded) else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decay = matrix and (added or not spare_loaded)
+        groups.setdefault((decay, predictor and alpha_lr is not None), []).append(param)
+    out = [{"params": groups.get((True, False), []), "weight_decay": weight_decay}]
+    out.append({"params": groups.get((False, False), []), "weight_decay": 0.0})
+    for decay in (True, False):
+        if (decay, True) in groups:
+            out.append({"params": groups[(decay, True)], "weight_decay": weight_decay * decay, "lr": alpha_lr})
+    return out
 
 
 class Trainer:
@@ -215,7 +225,8 @@ class Trainer:
         cfg = self.cfg.optim
         self.trainable_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         pretrained = bool(self.cfg.model.weights or self.cfg.model.pipeline)
-        groups = param_groups(self.model, cfg.weight_decay, spare_loaded=pretrained)
+        alpha_lr = cfg.lr * cfg.alpha_lr_scale if cfg.alpha_lr_scale != 1 else None
+        groups = param_groups(self.model, cfg.weight_decay, spare_loaded=pretrained, alpha_lr=alpha_lr)
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
         # accelerate's prepared scheduler advances num_processes times per optimizer step (as in
         # diffusers' training scripts), so its lengths are given in those units
