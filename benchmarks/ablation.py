@@ -70,13 +70,14 @@ def run_method(model: str, steps: int | None, samples: int | None):
 
 
 def summarise(per_seed: list[dict]) -> dict:
-    """Mean and half-spread over seeds of every (task, metric)."""
+    """Mean and half-spread over seeds of every (task, metric); no spread for a single run."""
     out = {}
     for task in per_seed[0]:
         out[task] = {}
         for key in per_seed[0][task]:
             values = [r[task][key] for r in per_seed if key in r.get(task, {})]
-            out[task][key] = (float(np.mean(values)), float((max(values) - min(values)) / 2))
+            spread = float((max(values) - min(values)) / 2) if len(values) > 1 else None
+            out[task][key] = (float(np.mean(values)), spread)
     return out
 
 
@@ -105,58 +106,24 @@ def main():
         name: {"mean": evaluate(base[name], dataset, args.pairs)}
         for name in ("copy-source", "flow-warp (residual)")
     }
-    arms: dict[str, list] = {}
-    models = [("start (no fine-tune)", args.start)] if args.start else []
+    models = [("start (no fine-tune)", None, args.start)] if args.start else []
     for run in map(Path, args.runs):
         match = re.fullmatch(r"(?:abl\d*-)?(.+)-s(\d+)", run.name)
-        models.append((match.group(1) if match else run.name, str(run / "pipeline")))
-    for arm, model in models:
+        arm, seed = (match.group(1), int(match.group(2))) if match else (run.name, None)
+        models.append((arm, seed, str(run / "pipeline")))
+    arms: dict[str, dict] = {}
+    for arm, seed, model in models:
         method, alphas = run_method(model, args.steps, args.samples)
         scores = evaluate(method, dataset, args.pairs)
         scores["alpha"] = {
             "alpha_s": float(np.mean([a[0] for a in alphas])),
             "alpha_t": float(np.mean([a[1] for a in alphas])),
         }
-        arms.setdefault(arm, []).append(scores)
-        print(
-            model,
-            json.dumps({t: {k: round(v, 3) for k, v in m.items()} for t, m in scores.items()}),
-            flush=True,
-        )
+        arms.setdefault(arm, {})[seed] = scores
+        print(model, json.dumps({t: {k: round(v, 3) for k, v in m.items()} for t, m in scores.items()}), flush=True)
 
-    lines = [
-        "| method | seeds | "
-        + " | ".join(f"{t} PSNR / mPSNR / flicker" for t in TASKS)
-        + " | mean PSNR | α_S / α_T |",
-        "|---|---|" + "---|" * (len(TASKS) + 2),
-    ]
-
-    def cell(m, key):
-        if key not in m:
-            return "–"
-        mean, spread = m[key] if isinstance(m[key], tuple) else (m[key], None)
-        return f"{mean:.2f}" + (f" ± {spread:.2f}" if spread is not None else "")
-
-    for name, result in results.items():
-        r = result["mean"]
-        lines.append(
-            f"| {name} | – | "
-            + " | ".join(
-                " / ".join(cell(r[t], k) for k in ("psnr", "masked_psnr", "flicker_ratio")) for t in TASKS
-            )
-            + f" | {cell(r['mean'], 'psnr')} | – |"
-        )
-    summaries = {}
-    for arm, per_seed in arms.items():
-        s = summaries[arm] = summarise(per_seed)
-        lines.append(
-            f"| {arm} | {len(per_seed)} | "
-            + " | ".join(
-                " / ".join(cell(s[t], k) for k in ("psnr", "masked_psnr", "flicker_ratio")) for t in TASKS
-            )
-            + f" | {cell(s['mean'], 'psnr')} | {cell(s['alpha'], 'alpha_s')} / {cell(s['alpha'], 'alpha_t')} |"
-        )
-    table = "\n".join(lines)
+    summaries = {arm: summarise(list(per_seed.values())) for arm, per_seed in arms.items()}
+    table = format_table(results, arms, summaries)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,6 +131,43 @@ def main():
         json.dumps({"anchors": results, "arms": arms, "summary": summaries}, indent=1)
     )
     (out / "ablation.md").write_text(f"Synthetic test split, first {args.pairs} pairs.\n\n{table}\n")
+
+
+def paired_gain(per_seed: dict, baseline: dict) -> tuple[float, float] | None:
+    """Mean PSNR minus the baseline arm's *of the same seed* (same data order and noise), mean ± half
+    spread over the seeds both have: a seed's luck cancels, so this is tighter than the arms' spreads."""
+    seeds = [s for s in per_seed if s is not None and s in baseline]
+    if not seeds:
+        return None
+    gains = [per_seed[s]["mean"]["psnr"] - baseline[s]["mean"]["psnr"] for s in seeds]
+    return float(np.mean(gains)), float((max(gains) - min(gains)) / 2)
+
+
+def format_table(results: dict, arms: dict, summaries: dict) -> str:
+    """Markdown: the anchors, then one row per arm (mean ± half spread over seeds)."""
+
+    def cell(m, key):
+        if key not in m:
+            return "–"
+        mean, spread = m[key] if isinstance(m[key], tuple) else (m[key], None)
+        return f"{mean:.2f}" + (f" ± {spread:.2f}" if spread is not None else "")
+
+    def tasks(r):
+        return " | ".join(" / ".join(cell(r[t], k) for k in ("psnr", "masked_psnr", "flicker_ratio")) for t in TASKS)
+
+    lines = [
+        "| method | seeds | " + " | ".join(f"{t} PSNR / mPSNR / flicker" for t in TASKS)
+        + " | mean PSNR | Δ vs baseline, same seed | α_S / α_T |",
+        "|---|---|" + "---|" * (len(TASKS) + 3),
+    ]
+    for name, result in results.items():
+        lines.append(f"| {name} | – | {tasks(result['mean'])} | {cell(result['mean']['mean'], 'psnr')} | – | – |")
+    for arm, s in summaries.items():
+        gain = paired_gain(arms[arm], arms.get("baseline", {})) if arm != "baseline" else None
+        gain_cell = "–" if gain is None else f"{gain[0]:+.2f} ± {gain[1]:.2f}"
+        alpha = f"{cell(s['alpha'], 'alpha_s')} / {cell(s['alpha'], 'alpha_t')}"
+        lines.append(f"| {arm} | {len(arms[arm])} | {tasks(s)} | {cell(s['mean'], 'psnr')} | {gain_cell} | {alpha} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
