@@ -76,8 +76,7 @@ def load_model(path: str, preset: str = "small"):
     if folder.suffix == ".safetensors":
         weights, start = folder, {}
     elif (folder / "trainable.safetensors").is_file():
-        weights, run_config = folder / "trainable.safetensors", folder.parent.parent / "config.json"
-        start = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
+        weights, start = folder / "trainable.safetensors", _run_start(folder.parent.parent)
     else:
         return load_pipeline(path)
     from safetensors.torch import load_file
@@ -87,6 +86,22 @@ def load_model(path: str, preset: str = "small"):
     if unexpected:
         raise ValueError(f"{path}: weights the model does not have: {unexpected[:3]}")
     return pipe
+
+
+def _run_start(run: Path) -> dict:
+    """`RUN/config.json`'s `model` section, a relative `pipeline` made to work from any directory: it is
+    relative to where training ran, which is RUN with the run's `output_dir` taken off."""
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        return {}
+    config = json.loads(config_file.read_text())
+    start = dict(config["model"])
+    pipeline = start.get("pipeline")
+    relative = pipeline and not Path(pipeline).is_absolute() and not Path(config["output_dir"]).is_absolute()
+    if relative and not Path(pipeline).exists():
+        workdir = run.resolve().parents[len(Path(config["output_dir"]).parts) - 1]
+        start["pipeline"] = str(workdir / pipeline)
+    return start
 
 
 def model_method(path: str, steps: int | None, seed: int = 0, samples: int | None = None):

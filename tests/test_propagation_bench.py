@@ -14,16 +14,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from propagation import load_model  # noqa: E402
 
 
-def test_a_checkpoint_loads_into_the_model_its_run_started_from(tmp_path):
+def test_a_checkpoint_loads_into_the_model_its_run_started_from(tmp_path, monkeypatch):
     # a start whose transformer config differs from the bare preset's (the bundle's signed α_S range)
     start = FreePropPipeline(build_transformer("tiny", alpha_s_range="signed", predicts_residual=True),
                              make_scheduler())
     start.save_pretrained(tmp_path / "start")
-    run = tmp_path / "run"
-    assert main(["train", "configs/tiny.yaml", f"model.pipeline={tmp_path / 'start'}", "full_finetune=true",
+    # trained from tmp_path with relative paths, scored from elsewhere (benchmarks/, say)
+    run = tmp_path / "runs" / "run"
+    tiny = str(Path("configs/tiny.yaml").resolve())
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", tiny, "model.pipeline=start", "full_finetune=true",
                  "lora.enabled=false", "loss.variant=ast_rope", "data.synthetic_pairs=4", "data.num_frames=5",
                  "data.height=16", "data.width=16", "batch_size=2", "max_steps=1", "save_every=1", "optim.warmup_steps=0",
-                 f"output_dir={run}"]) == 0
+                 "output_dir=runs/run"]) == 0
+    monkeypatch.chdir(run)
 
     pipe = load_model(str(run / "checkpoints" / "step-0000001"))
     assert pipe.transformer.config.alpha_s_range == "signed" and pipe.transformer.config.predicts_residual
