@@ -2,7 +2,8 @@
 
 The paper ablates fine-tunes of one pretrained model (Fun-Control), so the arms here start from one
 shared point too: the bundled model's weights — a model that already propagates edits (the table in
-docs/model.md uses the stage-4 bundle of commit 90bf700) — with the AlphaPredictor's output heads
+docs/model.md uses the stage-4 bundle: `git show 90bf700:src/freeprop/assets/freeprop-small/transformer/
+diffusion_pytorch_model.safetensors > stage4.safetensors`) — with the AlphaPredictor's output heads
 zeroed (α_S = 0, α_T = 1: plain RoPE again), in the `small` preset (the paper's α_S ∈ [0, 1)). Each
 arm then fine-tunes for the same steps and data, once per seed, the α predictor at 10 × the learning
 rate (`optim.alpha_lr_scale`: 200 steps at the paper's single rate barely move α):
