@@ -207,7 +207,7 @@ class AlphaPredictor(nn.Module):
         α_T = alpha_t_max ** tanh(u_T)  ∈ (1/max, max), 1 at init → integer time steps
     The clamp passes the gradient straight through (a projected-gradient step), so u_S still learns at
     the boundary; `alpha_s_range="signed"` is the plain tanh ∈ (−1, 1) that models trained before this
-    choice used (the bundled CPU model among them: it ended at α_S ≈ −0.18). The two head layers are
+    choice used (the bundled CPU model among them: its last stage ended at α_S ≈ −0.58). The two head layers are
     zero-initialised, so u_S = u_T = 0 exactly until training moves them.
 
     α are positions, so the predictor always runs in float32, outside autocast and whatever dtype the
