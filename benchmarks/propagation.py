@@ -72,11 +72,11 @@ def load_model(path: str, preset: str = "small"):
     `.safetensors` file of full weights, loaded into `preset`."""
     from freeprop.pipeline import load_pipeline
 
-    folder = Path(path)
-    if folder.suffix == ".safetensors":
-        weights, start = folder, {}
-    elif (folder / "trainable.safetensors").is_file():
-        weights, start = folder / "trainable.safetensors", _run_start(folder.parent.parent)
+    source = Path(path)
+    if source.suffix == ".safetensors":
+        weights, start = source, {}
+    elif (source / "trainable.safetensors").is_file():
+        weights, start = source / "trainable.safetensors", _run_start(source.parent.parent)
     else:
         return load_pipeline(path)
     from safetensors.torch import load_file

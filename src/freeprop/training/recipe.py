@@ -95,12 +95,12 @@ def param_groups(
         matrix = param.ndim >= 2 and not name.endswith("cell_embedding")  # a position embedding: no decay
         decay = matrix and (added or not spare_loaded)
         groups.setdefault((decay, predictor and alpha_lr is not None), []).append(param)
-    out = [{"params": groups.get((True, False), []), "weight_decay": weight_decay}]
-    out.append({"params": groups.get((False, False), []), "weight_decay": 0.0})
-    for decay in (True, False):
-        if (decay, True) in groups:
-            out.append({"params": groups[(decay, True)], "weight_decay": weight_decay * decay, "lr": alpha_lr})
-    return out
+    out = [{"params": groups.get((decay, False), []), "weight_decay": weight_decay * decay} for decay in (True, False)]
+    return out + [
+        {"params": groups[(decay, True)], "weight_decay": weight_decay * decay, "lr": alpha_lr}
+        for decay in (True, False)
+        if (decay, True) in groups
+    ]
 
 
 class Trainer:
