@@ -65,6 +65,7 @@ class SynthDefaults:
     width: int = 64
     shard_size: int = 64
     motion: float = 1.0
+    leaves: float = 0.0  # share of worlds and objects drawn as dead leaves (photograph-like; stage 6)
 
 
 SYNTH = SynthDefaults()

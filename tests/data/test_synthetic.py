@@ -83,6 +83,45 @@ def test_motion_zero_gives_still_pairs_with_their_own_ids():
     assert still.sample_id != moving.sample_id and still.meta["motion"] == 0
 
 
+def _strong_edges(image: np.ndarray) -> float:
+    """Share of neighbouring pixel pairs that differ by more than 40 grey levels (a sharp edge)."""
+    grey = image.astype(np.float32).mean(-1)
+    return float(np.concatenate([np.abs(np.diff(grey, axis=0)).ravel(), np.abs(np.diff(grey, axis=1)).ravel()])
+                 .__gt__(40).mean())
+
+
+def test_dead_leaves_have_the_sharp_edges_procedural_textures_lack():
+    from freeprop.data.synthetic import _texture
+
+    leaves = [_texture("leaves", 128, 128, (120, 100, 80), seed, scale=64) for seed in range(4)]
+    np.testing.assert_array_equal(leaves[0], _texture("leaves", 128, 128, (120, 100, 80), 0, scale=64))
+    assert all(t.min() >= 0 and t.max() <= 255 and t.shape == (128, 128, 3) for t in leaves)
+    for kind in ("fractal", "cells", "marble", "noise"):  # every world kind a scene could draw before
+        others = [_texture(kind, 128, 128, (120, 100, 80), seed, scale=64) for seed in range(4)]
+        assert np.mean([_strong_edges(t) for t in leaves]) > 2 * np.mean([_strong_edges(t) for t in others]), kind
+    # many scales at once: the same share of strong edges at full and at half resolution (a flat or a
+    # single-scale texture would lose or gain edges when halved)
+    small = [_texture("leaves", 64, 64, (120, 100, 80), seed, scale=32) for seed in range(4)]
+    ratio = np.mean([_strong_edges(t) for t in small]) / np.mean([_strong_edges(t) for t in leaves])
+    assert 0.6 < ratio < 2.5, ratio
+
+
+def test_leaves_share_changes_appearance_not_scene_or_other_splits():
+    plain = make_pair(11, "train", "swap", frames=5, height=32, width=32)
+    again = make_pair(11, "train", "swap", frames=5, height=32, width=32, leaves=0.0)
+    np.testing.assert_array_equal(plain.source, again.source)  # share 0: the pair as before, same id
+    assert plain.sample_id == again.sample_id
+    full = make_pair(11, "train", "swap", frames=5, height=32, width=32, leaves=1.0)
+    assert full.meta["world"] == "leaves" and full.meta["leaves"] == 1.0 and full.sample_id != plain.sample_id
+    assert full.meta["camera"] == plain.meta["camera"] and full.instruction.split()[-1] == plain.instruction.split()[-1]
+    assert not np.array_equal(full.source, plain.source)
+    np.testing.assert_array_equal(full.mask > 0, np.abs(full.target.astype(int) - full.source).max(-1) > 0)
+    # about half of the worlds at share 0.5
+    worlds = [make_pair(s, "train", "stylization", frames=1, height=16, width=16, leaves=0.5).meta["world"]
+              for s in range(40)]
+    assert 10 <= worlds.count("leaves") <= 30
+
+
 def test_real_split_renders_photographs_with_exact_ground_truth():
     from freeprop.data.photos import PHOTOS, load_photo
 
@@ -126,23 +165,15 @@ def test_synth_cli_writes_pair_format_and_resumes(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == before and len(read_index(out)) == 9
 
 
-def test_synth_cli_rejects_negative_motion(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "data",
-                "synth",
-                str(tmp_path / "s"),
-                "--train",
-                "1",
-                "--val",
-                "0",
-                "--test",
-                "0",
-                "--motion",
-                "-1",
-            ]
-        )
-        == 2
-    )
-    assert "--motion" in capsys.readouterr().err and not (tmp_path / "s").exists()
+@pytest.mark.parametrize("option, value", [("--motion", "-1"), ("--leaves", "1.5"), ("--leaves", "-0.1")])
+def test_synth_cli_rejects_out_of_range_options(tmp_path, capsys, option, value):
+    args = ["data", "synth", str(tmp_path / "s"), "--train", "1", "--val", "0", "--test", "0", option, value]
+    assert main(args) == 2
+    assert option in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_synth_cli_writes_leaves_pairs(tmp_path):
+    out = tmp_path / "s"
+    assert main(["data", "synth", str(out), "--train", "2", "--val", "0", "--test", "0", "--frames", "3",
+                 "--size", "16x16", "--leaves", "1"]) == 0
+    assert {PairDataset(out, split="train")[i].meta["world"] for i in range(2)} == {"leaves"}

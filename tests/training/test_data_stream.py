@@ -5,6 +5,7 @@ without workers, and exact resumption from a checkpoint's data position."""
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 import torch
@@ -34,9 +35,21 @@ def test_item_i_is_the_pair_data_synth_writes_as_sample_i():
     assert torch.allclose(codec.decode(removal[2]["target"][None])[0], to_tensor(pair.target), atol=1e-6)
 
 
+def test_leaves_share_reaches_the_rendered_pairs():
+    cfg = DataConfig(synthetic_pairs=4, num_frames=3, height=16, width=16, leaves=1.0)
+    codec = PixelCodec(2)
+    pair = make_pair(SPLIT_SEEDS["train"] + 1, "train", TASKS[1], 3, 16, 16, leaves=1.0)
+    item = SyntheticLatentDataset(cfg, codec, (512, 16))[1]
+    assert torch.allclose(codec.decode(item["source"][None])[0], to_tensor(pair.source), atol=1e-6)
+    plain = SyntheticLatentDataset(replace(cfg, leaves=0.0), codec, (512, 16))[1]
+    assert not torch.equal(plain["source"], item["source"])
+
+
 def test_synthetic_pairs_are_bounded_and_need_a_seeded_split():
     with pytest.raises(ValueError, match="data.synthetic_pairs"):
         DataConfig(synthetic_pairs=1_000_001)
+    with pytest.raises(ValueError, match="data.leaves"):
+        DataConfig(synthetic_pairs=4, leaves=1.5)
     with pytest.raises(ValueError, match="data.split"):
         SyntheticLatentDataset(DataConfig(synthetic_pairs=4, split="holdout"), PixelCodec(2))
 

@@ -59,6 +59,11 @@ def _add_synth(sub) -> None:
         help="scale every camera and object motion (0 = still scenes: the first stage of the bundled "
         f"model's curriculum; default {SYNTH.motion:g})",
     )
+    p.add_argument(
+        "--leaves", type=float, default=SYNTH.leaves,
+        help="share (0–1) of worlds and objects drawn as dead leaves, sharp-edged photograph-like textures "
+        f"(the bundled model's stage 6; default {SYNTH.leaves:g})",
+    )
     p.set_defaults(func=cmd_data_synth)
 
 
@@ -67,6 +72,8 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 
     if args.motion < 0:
         raise FreePropInputError(f"--motion {args.motion:g}: must be ≥ 0 (0 = still scenes, 1 = as generated)")
+    if not 0 <= args.leaves <= 1:
+        raise FreePropInputError(f"--leaves {args.leaves:g}: must be a share between 0 and 1")
     height, width = args.size
     if height % 2 or width % 2:
         raise FreePropInputError(f"--size {height}x{width}: height and width must be even (video encoders need it)")
@@ -76,7 +83,8 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
         raise FreePropInputError("nothing to write: every split count is 0")
     output_folder(args.output)
     written = write_synthetic(
-        args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion
+        args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion,
+        leaves=args.leaves,
     )
     print(f"wrote {sum(written.values())} pairs to {args.output} ({', '.join(f'{k} {v}' for k, v in written.items())})")
 

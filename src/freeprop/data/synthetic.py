@@ -99,6 +99,8 @@ def _texture(kind: str, height: int, width: int, color, seed: int, scale: float)
         pattern = ((np.sin(2 * np.pi * xx / 0.1) * np.sin(2 * np.pi * yy / 0.1)) > 0.4).astype(np.float32)
     elif kind in ("fractal", "cells", "marble"):
         return _natural_texture(kind, height, width, color, rng, scale)
+    elif kind == "leaves":
+        return _dead_leaves(height, width, color, rng, scale)
     elif kind.startswith("photo:"):
         return _photo_texture(kind[6:], height, width, color, rng)
     else:
@@ -144,6 +146,36 @@ def _natural_texture(kind: str, height: int, width: int, color, rng: np.random.G
     yy, xx = np.mgrid[:height, :width].astype(np.float32) / scale
     bands = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * 3 + yy + 2.5 * _fractal_noise(height, width, rng, scale)))
     return np.clip(base * (1 - bands[..., None]) + other * bands[..., None], 0, 255)
+
+
+def _dead_leaves(height: int, width: int, color, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """The dead-leaves model (Lee, Mumford & Huang 2001): occluding ellipses whose radii have density
+    ∝ r⁻³ — scale-invariant, sharp-edged images with the edge and spectrum statistics of photographs
+    (Baradad et al. 2021 pre-train on it), without using a photograph. Leaves draw their colours from a
+    small palette around `color`, under a smooth fractal shading like uneven light."""
+    k = int(rng.integers(3, 8))  # palette: `color` and colours between it and random ones, muted like photos
+    palette = np.asarray(color, np.float32) + rng.uniform(0, 1, (k, 1)) * (rng.uniform(15, 240, (k, 3)) - color)
+    ss = 2  # drawn at twice the size and averaged down: anti-aliased edges, round small leaves
+    r_min, r_max = 0.02 * scale * ss, 0.5 * scale * ss  # pixels of the supersampled canvas
+    mean_area = 2 * np.pi * r_min**2 * np.log(r_max / r_min)  # E[π r²] for the r⁻³ density (r_max ≫ r_min)
+    count = int(min(6000, 4 * height * width * ss * ss / mean_area))  # about four leaves over every pixel
+    u = rng.random(count)
+    radii = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5  # inverse CDF of the r⁻³ density
+    canvas = np.empty((height * ss, width * ss, 3), np.float32)
+    canvas[:] = palette[int(rng.integers(k))]
+    centres = rng.random((count, 2)) * (width * ss, height * ss)
+    for r, (x, y) in zip(radii, centres):
+        leaf = tuple(float(c) for c in palette[int(rng.integers(k))] + rng.normal(0, 10, 3))
+        aspect, angle = rng.uniform(0.4, 1.0), float(rng.uniform(0, 180))
+        if rng.random() < 0.5:  # an ellipse, or a rectangle: man-made scenes have straight edges
+            axes = (max(1, int(round(r))), max(1, int(round(r * aspect))))
+            cv2.ellipse(canvas, (int(x), int(y)), axes, angle, 0, 360, leaf, -1)
+        else:
+            corners = cv2.boxPoints(((float(x), float(y)), (2 * r, 2 * r * aspect), angle))
+            cv2.fillPoly(canvas, [np.round(corners).astype(np.int32)], leaf)
+    canvas = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
+    light = 0.7 + 0.6 * _fractal_noise(height, width, rng, scale, octaves=3)[..., None]
+    return np.clip(canvas * light, 0, 255)
 
 
 def _photo_texture(name: str, height: int, width: int, color, rng: np.random.Generator) -> np.ndarray:
@@ -400,11 +432,21 @@ def with_motion(scene: Scene, scale: float) -> Scene:
     )
 
 
+def with_leaves(scene: Scene, share: float, rng: np.random.Generator) -> Scene:
+    """`scene` with its world and each object's texture turned into dead leaves (`_dead_leaves`), each
+    with probability `share`: sharp-edged, photograph-like content for training, from its own random
+    stream so that share 0 leaves every other draw (and the val/test/real splits) unchanged."""
+    objects = tuple(replace(o, texture="leaves") if rng.random() < share else o for o in scene.objects)
+    return replace(scene, world="leaves" if rng.random() < share else scene.world, objects=objects)
+
+
 def sample_id(
-    seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0
+    seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0,
+    leaves: float = 0.0,
 ) -> str:
     """Deterministic id from everything that determines the pair (re-runs give the same id)."""
     key = f"{split}/{seed}/{task}/{frames}/{height}x{width}" + (f"/motion{motion:g}" if motion != 1 else "")
+    key += f"/leaves{leaves:g}" if leaves else ""
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{split}-{seed:07d}-{task}-{digest}"
 
@@ -418,11 +460,15 @@ def make_pair(
     width: int = 64,
     fps: float = 16.0,
     motion: float = 1.0,
+    leaves: float = 0.0,
 ) -> Pair:
-    """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`)."""
+    """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
+    `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`)."""
     scene = random_scene(seed, split)
     if motion != 1:
         scene = with_motion(scene, motion)
+    if leaves:
+        scene = with_leaves(scene, leaves, np.random.default_rng([seed, 2]))
     rng = np.random.default_rng([seed, 1])
     source = render(scene, frames, height, width)
     if task == "stylization":
@@ -444,10 +490,11 @@ def make_pair(
         "objects": len(scene.objects),
         "world": scene.world,
         "motion": motion,
+        "leaves": leaves,
         "generator": GENERATOR,
     }
     return Pair(
-        sample_id=sample_id(seed, split, task, frames, height, width, motion),
+        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves),
         source=source,
         target=target,
         task=task,
@@ -472,6 +519,7 @@ def write_synthetic(
     shard_size: int = SYNTH.shard_size,
     progress: bool = True,
     motion: float = SYNTH.motion,
+    leaves: float = SYNTH.leaves,
 ) -> dict[str, int]:
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
@@ -491,7 +539,7 @@ def write_synthetic(
             bar = tqdm(range(count), desc=f"synth {split}", disable=not progress)
             for i in bar:
                 seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
-                if sample_id(seed, split, task, frames, height, width, motion) not in writer.done:
-                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion))
+                if sample_id(seed, split, task, frames, height, width, motion, leaves) not in writer.done:
+                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion, leaves=leaves))
             written[split] = count
     return written

@@ -116,5 +116,5 @@ class SyntheticLatentDataset(torch.utils.data.Dataset):
         cfg = self.cfg
         tasks = cfg.tasks or TASKS
         pair = make_pair(self.first_seed + index, cfg.split, tasks[index % len(tasks)], cfg.num_frames, cfg.height,
-                         cfg.width)
+                         cfg.width, leaves=cfg.leaves)
         return pair_latents(pair, cfg, self.codec) | {"text": torch.zeros(self.text_shape)}
