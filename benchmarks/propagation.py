@@ -3,7 +3,8 @@
 Every method edits the same pairs from the ground truth's first frame; per task (and averaged over the
 four tasks) it reports PSNR, SSIM, masked PSNR inside the edit (local tasks) and the flicker ratio
 (mean frame-to-frame change of the output over that of the truth, pooled over the task's pairs;
-1 = as steady as the truth), then checks issue 11's targets for each model:
+1 = as steady as the truth), then checks issue 11's targets for each model. A second table gives the
+PSNR outside the edit (local tasks): how much a method changes what the edit never touched.
 
 - masked PSNR ≥ copy-source's + 3 dB in every local task (the edit is carried);
 - PSNR above copy-source in every task, and above flow-warp on the four-task average;
@@ -49,6 +50,7 @@ def evaluate(method, dataset, limit: int) -> dict[str, dict[str, float]]:
         }
         if pair.mask is not None and pair.mask.any():
             scores["masked_psnr"] = psnr(out, pair.target, pair.mask)
+            scores["outside_psnr"] = psnr(out, pair.target, pair.mask == 0)
         for key, value in scores.items():
             per_task.setdefault(pair.task, {}).setdefault(key, []).append(value)
     result = {}
@@ -162,6 +164,15 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def outside_table(results: dict) -> str:
+    """PSNR outside the edit mask per local task: what a method changes that the edit did not."""
+    lines = ["| method | " + " | ".join(f"{t} PSNR outside the edit" for t in LOCAL) + " |", "|---|" + "---|" * 3]
+    for name, per_task in results.items():
+        cells = [f"{per_task[t]['outside_psnr']:.2f}" if "outside_psnr" in per_task.get(t, {}) else "–" for t in LOCAL]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,7 +215,8 @@ def main():
             "targets": targets,
             "seconds_per_pair": timing,
         }
-        lines += [f"## split `{split}` ({report[split]['pairs']} pairs)", "", table(results), ""]
+        lines += [f"## split `{split}` ({report[split]['pairs']} pairs)", "", table(results), "",
+                  outside_table(results), ""]
         for name, checks in targets.items():
             lines.append(f"- {name}: " + "; ".join(f"{k} {'✓' if ok else '✗'}" for k, ok in checks.items()))
         lines.append("")

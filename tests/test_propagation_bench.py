@@ -1,8 +1,10 @@
-"""benchmarks/propagation.py: a training checkpoint is scored as the model its run trains."""
+"""benchmarks/propagation.py: a training checkpoint is scored as the model its run trains; the scores\ninside and outside the edit."""
 
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -11,7 +13,7 @@ from freeprop.models import build_transformer
 from freeprop.pipeline import FreePropPipeline, make_scheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from propagation import load_model  # noqa: E402
+from propagation import evaluate, load_model, outside_table  # noqa: E402
 
 
 def test_a_checkpoint_loads_into_the_model_its_run_started_from(tmp_path, monkeypatch):
@@ -49,3 +51,15 @@ def test_a_weights_file_loads_into_the_preset(tmp_path):
     assert pipe.transformer.config.alpha_s_range == "unit"
     for name, tensor in pipe.transformer.state_dict().items():
         assert torch.equal(tensor, weights[name]), name
+
+
+def test_psnr_inside_and_outside_the_edit_are_scored_apart():
+    from freeprop.data.synthetic import make_pair
+
+    pair = make_pair(5, "val", "swap", frames=3, height=16, width=16)
+    edited = pair.mask[..., None] > 0
+    # off by 5 grey levels inside the edit, by 10 outside it: PSNR 10·log10(255² / 25) and 10·log10(255² / 100)
+    scores = evaluate(lambda p: p.target.astype(np.int16) + np.where(edited, 5, 10), [pair], 1)["swap"]
+    assert scores["masked_psnr"] == pytest.approx(10 * np.log10(255**2 / 25))
+    assert scores["outside_psnr"] == pytest.approx(10 * np.log10(255**2 / 100))
+    assert "| m | 28.13 | – | – |" in outside_table({"m": {"swap": scores}})
