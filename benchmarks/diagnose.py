@@ -9,6 +9,9 @@
 3. **x₀ error per σ bucket** (‖x̂₀ − x₀‖² = σ²·L_FM), with the true ẑ and with ẑ replaced by the
    source's frame 0: where the two are equal, the network learned nothing from ẑ at that noise level.
 4. **Flicker and PSNR vs sampling steps**.
+5. **Identity**: given the *unedited* source frame 0 as ẑ, how close does the output (at the model's
+   stored sampling) stay to the source on frames t ≥ 1 (PSNR; ∞ = it changes nothing)? What a model
+   changes here it also changes wherever a real edit does not reach.
 
     python benchmarks/diagnose.py MODEL_FOLDER [--pairs 12] [--data data/synth --split test]
 """
@@ -54,6 +57,12 @@ def edit_sensitivity(pipe, pairs, steps: int) -> float:
         truth = np.abs(pair.target.astype(np.float32) - pair.source)[1:][mask].mean()
         ratios.append(moved / truth)
     return float(np.mean(ratios))
+
+
+def identity_psnr(pipe, pairs) -> float:
+    """Mean over pairs of PSNR(out(src₀), source) on frames ≥ 1: what the model changes with no edit."""
+    outs = [pipe(p.source, p.source[0], generator=torch.Generator().manual_seed(0)).frames for p in pairs]
+    return float(np.mean([psnr(o[1:], p.source[1:]) for o, p in zip(outs, pairs)]))
 
 
 def latents(pipe, pair):
@@ -146,6 +155,7 @@ def main():
     result = {
         "model": args.model,
         "edit_sensitivity": edit_sensitivity(pipe, local, 4),
+        "identity_psnr": identity_psnr(pipe, pairs),
         "attention_to_frame0": attention_to_first_frame(pipe, pairs[:4]),
         "attention_uniform_share": 1 / frames,
         "fm_per_sigma": fm_per_bucket(pipe, pairs),
