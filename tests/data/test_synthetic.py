@@ -120,6 +120,8 @@ def test_leaves_share_changes_appearance_not_scene_or_other_splits():
     worlds = [make_pair(s, "train", "stylization", frames=1, height=16, width=16, leaves=0.5).meta["world"]
               for s in range(40)]
     assert 10 <= worlds.count("leaves") <= 30
+    real = make_pair(SPLIT_SEEDS["real"], "real", "swap", frames=3, height=16, width=16, leaves=1.0)
+    assert real.meta["world"].startswith("photo:")  # photographs are never replaced
 
 
 def test_real_split_renders_photographs_with_exact_ground_truth():

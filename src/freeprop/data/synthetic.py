@@ -467,7 +467,7 @@ def make_pair(
     scene = random_scene(seed, split)
     if motion != 1:
         scene = with_motion(scene, motion)
-    if leaves:
+    if leaves and split != "real":  # the real split stays photographs
         scene = with_leaves(scene, leaves, np.random.default_rng([seed, 2]))
     rng = np.random.default_rng([seed, 1])
     source = render(scene, frames, height, width)
