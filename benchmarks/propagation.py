@@ -166,7 +166,7 @@ def table(results: dict) -> str:
 
 def outside_table(results: dict) -> str:
     """PSNR outside the edit mask per local task: what a method changes that the edit did not."""
-    lines = ["| method | " + " | ".join(f"{t} PSNR outside the edit" for t in LOCAL) + " |", "|---|" + "---|" * 3]
+    lines = ["| method | " + " | ".join(f"{t} PSNR outside the edit" for t in LOCAL) + " |", "|---|" + "---|" * len(LOCAL)]
     for name, per_task in results.items():
         cells = [f"{per_task[t]['outside_psnr']:.2f}" if "outside_psnr" in per_task.get(t, {}) else "–" for t in LOCAL]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

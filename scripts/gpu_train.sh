@@ -63,7 +63,8 @@ wait
 pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
 for run in warm small small-stage1 deep deep-stage1 leaves; do  # stage 1 brings back its files, not its weights
-  sampling="--steps 2" && [[ $run == leaves ]] && sampling="--steps 1 --samples 4"
+  sampling="--steps 2"
+  if [[ $run == leaves ]]; then sampling="--steps 1 --samples 4"; fi  # the bundle's one-step sampling
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
   mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
 done

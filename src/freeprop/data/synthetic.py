@@ -149,8 +149,8 @@ def _natural_texture(kind: str, height: int, width: int, color, rng: np.random.G
 
 
 def _dead_leaves(height: int, width: int, color, rng: np.random.Generator, scale: float) -> np.ndarray:
-    """The dead-leaves model (Lee, Mumford & Huang 2001): occluding ellipses whose radii have density
-    ∝ r⁻³ — scale-invariant, sharp-edged images with the edge and spectrum statistics of photographs
+    """The dead-leaves model (Lee, Mumford & Huang 2001): occluding ellipses and rectangles whose radii
+    have density ∝ r⁻³ — scale-invariant, sharp-edged images with the edge and spectrum statistics of photographs
     (Baradad et al. 2021 pre-train on it), without using a photograph. Leaves draw their colours from a
     small palette around `color`, under a smooth fractal shading like uneven light."""
     k = int(rng.integers(3, 8))  # palette: `color` and colours between it and random ones, muted like photos
@@ -464,10 +464,11 @@ def make_pair(
 ) -> Pair:
     """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
     `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`)."""
+    leaves = 0.0 if split == "real" else leaves  # the real split stays photographs (and keeps its ids)
     scene = random_scene(seed, split)
     if motion != 1:
         scene = with_motion(scene, motion)
-    if leaves and split != "real":  # the real split stays photographs
+    if leaves:
         scene = with_leaves(scene, leaves, np.random.default_rng([seed, 2]))
     rng = np.random.default_rng([seed, 1])
     source = render(scene, frames, height, width)
