@@ -20,6 +20,7 @@ Writes `propagation.json` and `propagation.md` under --out.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -106,8 +107,9 @@ def _run_start(run: Path) -> dict:
     return start
 
 
-def model_method(path: str, steps: int | None, seed: int = 0, samples: int | None = None):
-    """`steps` / `samples`: None = the model's stored defaults."""
+def model_method(path: str, steps: int | None, seed: int = 0, samples: int | None = None,
+                 correction: float | None = None):
+    """`steps` / `samples` / `correction` (identity correction): None = the model's stored defaults."""
     pipe = load_model(path)
     pipe.transformer.eval()
     pipe.set_progress_bar_config(disable=True)
@@ -117,6 +119,7 @@ def model_method(path: str, steps: int | None, seed: int = 0, samples: int | Non
             pair.target[0],
             num_inference_steps=steps,
             num_samples=samples,
+            identity_correction=correction,
             generator=torch.Generator().manual_seed(seed),
         ).frames
     )
@@ -183,6 +186,8 @@ def main():
     parser.add_argument("--bundled", action="store_true", help="also evaluate the bundled model")
     parser.add_argument("--steps", type=int, nargs="+", default=[0], help="sampling steps for every model (0: its own)")
     parser.add_argument("--samples", type=int, nargs="+", default=[0], help="samples averaged (0: the model's own)")
+    parser.add_argument("--correction", type=float, nargs="+", default=[-1],
+                        help="identity correction(s) (-1: the model's own)")
     parser.add_argument("--pairs", type=int, default=80, help="pairs per split (at most)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
@@ -197,10 +202,9 @@ def main():
         dataset = PairDataset(args.data, split=split)
         methods = anchors()
         for name, path in models.items():
-            for steps in args.steps:
-                for samples in args.samples:
-                    label = f"{name} ({steps or 'own'} steps × {samples or 'own'})"
-                    methods[label] = model_method(path, steps or None, samples=samples or None)
+            for steps, samples, c in itertools.product(args.steps, args.samples, args.correction):
+                label = f"{name} ({steps or 'own'} steps × {samples or 'own'}" + (f", c {c:g})" if c >= 0 else ")")
+                methods[label] = model_method(path, steps or None, samples=samples or None, correction=None if c < 0 else c)
         results, timing = {}, {}
         for name, method in methods.items():
             start = time.perf_counter()

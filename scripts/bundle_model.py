@@ -1,6 +1,6 @@
 """Copy a trained `small` run into the package as the bundled default model.
 
-    python scripts/bundle_model.py runs/small --steps N [--samples K] [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
+    python scripts/bundle_model.py runs/small --steps N [--samples K] [--identity-correction C] [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
 
 Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
 clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors, in fp16 by default
@@ -26,6 +26,8 @@ parser.add_argument(
     "--steps", type=int, required=True, help="the model's default sampling steps (chosen on the val split)"
 )
 parser.add_argument("--samples", type=int, default=1, help="samples averaged per window (chosen on the val split)")
+parser.add_argument("--identity-correction", type=float, default=0.0,
+                    help="share of the model's change to an unedited video taken off (chosen on the val split)")
 parser.add_argument(
     "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
 )
@@ -40,6 +42,7 @@ pipe = FreePropPipeline.from_pretrained(
     window_frames=config["data"]["num_frames"],
     num_inference_steps=args.steps,
     num_samples=args.samples,
+    identity_correction=args.identity_correction or None,
 )
 shutil.rmtree(out, ignore_errors=True)
 pipe.save_pretrained(out)

@@ -357,3 +357,29 @@ def test_num_samples_averages_independent_samples(clip, tmp_path):
     loaded = FreePropPipeline.from_pretrained(tmp_path)
     assert loaded.config.num_samples == 3
     np.testing.assert_array_equal(run(loaded, clip[:9], edit).frames, averaged)  # the stored default
+
+
+def test_identity_correction_takes_off_the_models_own_change(clip, tmp_path):
+    """out(edit) − c·(out(unedited) − source), both from the same noise: with the unedited first frame and
+    c = 1 the source comes back exactly; otherwise the hand-made combination of two plain runs."""
+    pipe, edit, calls = tiny_pipeline(), 255 - clip[0], []
+    plain_identity = run(pipe, clip[:9], clip[0]).frames.astype(float)
+    assert np.abs(plain_identity[1:] - clip[1:9]).max() > 20  # a random model changes an unedited video
+    np.testing.assert_array_equal(run(pipe, clip[:9], clip[0], identity_correction=1.0).frames, clip[:9])
+
+    plain_edit = run(pipe, clip[:9], edit).frames.astype(float)
+    half = run(pipe, clip[:9], edit, identity_correction=0.5, callback=lambda i, n: calls.append((i, n))).frames
+    assert calls[-1] == (6, 6)  # 3 steps for the edit and 3 for the unedited first frame
+    expected = plain_edit - 0.5 * (plain_identity - clip[:9])
+    inside = (expected > 1) & (expected < 254)  # neither the runs nor the result clipped
+    inside &= (plain_edit > 0) & (plain_edit < 255) & (plain_identity > 0) & (plain_identity < 255)
+    assert inside[1:].mean() > 0.3
+    assert np.abs(half - expected)[1:][inside[1:]].max() <= 1.5  # up to the three runs' uint8 rounding
+    np.testing.assert_array_equal(run(pipe, clip[:9], edit, identity_correction=0.0).frames, plain_edit)
+
+    pipe.register_to_config(identity_correction=0.5)
+    pipe.save_pretrained(tmp_path)
+    loaded = FreePropPipeline.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(run(loaded, clip[:9], edit).frames, half)  # the stored default
+    with pytest.raises(FreePropInputError, match="identity correction"):
+        run(pipe, clip[:9], edit, identity_correction=1.5)

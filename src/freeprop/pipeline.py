@@ -302,6 +302,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         window_frames: int | None = None,
         num_inference_steps: int | None = None,
         num_samples: int | None = None,
+        identity_correction: float | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -316,12 +317,14 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         # sample_size: the model's native (H, W), e.g. the resolution the bundled tiny model was trained at;
         # window_frames: frames per window (default 81 with the Wan VAE, 17 with the pixel codec);
         # num_inference_steps: the model's own default step count (measured for the bundled model), else 30;
-        # num_samples: how many samples each window averages (default 1; see `_denoise_window`).
+        # num_samples: how many samples each window averages (default 1; see `_denoise_window`);
+        # identity_correction: the share of the model's own change to an unedited video to take off (default 0).
         self.register_to_config(
             sample_size=list(sample_size) if sample_size else None,
             window_frames=window_frames,
             num_inference_steps=num_inference_steps,
             num_samples=num_samples,
+            identity_correction=identity_correction,
         )
         self.fixed_shift: float | None = None  # None: the shift follows the model resolution (`shift_for_size`)
 
@@ -364,7 +367,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 else {}
             )
             parts[name] = load_pretrained(component_cls, str(folder / name), **extra)  # safetensors only
-        options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps", "num_samples")
+        options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps", "num_samples",
+                                        "identity_correction")
                    if k in index}
         return cls(**parts, **{**options, **kwargs})
 
@@ -512,6 +516,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         residual_upscale: bool | None = None,
         callback: Callable[[int, int], None] | None = None,
         num_samples: int | None = None,
+        identity_correction: float | None = None,
     ) -> FreePropPipelineOutput:
         """Propagate `first_frame`'s edit through `source_video` (all in memory; `stream` for long videos).
 
@@ -531,6 +536,11 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             num_samples: average this many samples (independent noise) per window (default: the pipeline's
                 `num_samples`, else 1): an estimate of the posterior mean, steadier and closer to the truth
                 in PSNR than one sample, at `num_samples` times the cost.
+            identity_correction: c in [0, 1] (default: the pipeline's `identity_correction`, else 0). Each
+                sample is also generated, from the same noise, with the window's unedited first frame; the
+                output is out(edit) − c·(out(unedited) − source). What the model changes in a video whose
+                first frame was not edited is its own error (the truth is the source), and it makes much the
+                same error with the edit wherever the edit is absent; twice the cost. Ours, beyond the paper.
         """
         frames = _as_frames(source_video)
         num_frames = num_frames or len(frames)
@@ -540,7 +550,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         result = np.stack(list(self.stream(
             iter(frames[:num_frames]), first_frame, num_frames, prompt, negative_prompt, height, width,
             num_inference_steps, guidance_scale, generator, window_frames, overlap, replace_first_frame,
-            residual_upscale, callback, alphas, timings, num_samples,
+            residual_upscale, callback, alphas, timings, num_samples, identity_correction,
         )))  # fmt: skip
         if output_type == "pt":
             result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
@@ -571,6 +581,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         alphas: list | None = None,
         timings: dict | None = None,
         num_samples: int | None = None,
+        identity_correction: float | None = None,
     ) -> Iterator[np.ndarray]:
         """`__call__` one frame at a time: uint8 `[H, W, 3]` source frames in, output frames out, in order,
         as soon as no later window can change them. Memory holds one window of frames, not the video.
@@ -579,6 +590,10 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         alphas, timings = alphas if alphas is not None else [], timings if timings is not None else {}
         num_inference_steps = num_inference_steps or self.config.get("num_inference_steps") or SAMPLING.steps
         num_samples = num_samples or self.config.get("num_samples") or 1
+        if identity_correction is None:
+            identity_correction = self.config.get("identity_correction") or 0.0
+        if not 0 <= identity_correction <= 1:
+            raise FreePropInputError(f"identity correction must be in [0, 1], got {identity_correction}")
         reader = _Frames(source_frames)
         edit = _as_image(first_frame)
         src_h, src_w = reader.shape
@@ -616,7 +631,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         #    window touches leave at once, mapped to the output size.
         upscaling = out_h * out_w > model_h * model_w
         as_residual = residual_upscale if residual_upscale is not None else upscaling
-        steps = num_inference_steps * num_samples
+        steps = num_inference_steps * num_samples * (2 if identity_correction else 1)
         total = len(window_starts(num_frames, window, overlap)) * steps if num_frames else None
         output: dict[int, np.ndarray] = {}  # model-size output frames not yet sent, by index
         with self.progress_bar(total=total) if total else _open_bar(self) as bar:
@@ -632,7 +647,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 last = reader.done and reader.count <= start + window
                 video, alpha = self._denoise_window(
                     reader.window(start, window), edit_small if start == 0 else output[start], text, image, codec,
-                    (num_inference_steps, num_samples), guidance, generator, step_done, timings,
+                    (num_inference_steps, num_samples, identity_correction), guidance, generator, step_done, timings,
                 )  # fmt: skip
                 alphas.append(alpha)
                 if start:  # cross-fade the frames both windows produced
@@ -687,46 +702,51 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return np.clip(np.round(full + up), 0, 255).astype(np.uint8)
 
     def _denoise_window(
-        self, source, first, text, image, codec, steps, guidance, generator, step_done, timings
+        self, source, first, text, image, codec, sampling, guidance, generator, step_done, timings
     ) -> tuple[np.ndarray, tuple[float, float]]:
         """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`, (α_S, α_T).
-        `steps` = (ODE steps, samples): the samples' final latents are averaged (ours, beyond the paper: the
-        mean of independent samples estimates the posterior mean, which a few-step sampler's noise would
-        otherwise make flicker from frame to frame; measured in docs/model.md)."""
+        `sampling` = (ODE steps, samples, identity correction c): the samples' final latents are averaged (ours,
+        beyond the paper: the mean of independent samples estimates the posterior mean, which a few-step
+        sampler's noise would otherwise make flicker from frame to frame; measured in docs/model.md); with
+        c > 0 each sample is also drawn from the unedited first frame and c times its change is taken off."""
         device, dtype = self._execution_device, self.transformer.dtype
-        steps, samples = steps
-        # a. Latents of the source and of the first frame (a one-frame video).
+        steps, samples, correction = sampling
+        # a. Latents of the source and of the first frames (one-frame videos): edited, and unedited if needed.
         with _timed(timings, "encode", device):
             z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
-            z_first = codec.encode(to_tensor(first[None])[None].to(device)).to(dtype)  # (1, C, 1, h, w)
+            firsts = [first, source[0]] if correction else [first]
+            z_firsts = [codec.encode(to_tensor(f[None])[None].to(device)).to(dtype) for f in firsts]  # (1, C, 1, h, w)
         shape = (1, codec.latent_channels, latent_num_frames(codec, len(source)), *z_src.shape[-2:])
         batch = text.shape[0]
         alpha_s, alpha_t = self.transformer.predict_alphas(z_src)
         alpha_pair = (alpha_s.repeat(batch), alpha_t.repeat(batch))
 
-        # b. Integrate the flow ODE, once per sample.
-        total = torch.zeros(shape, device=device)
+        # b. Integrate the flow ODE, once per sample and first frame (the same noise for both first frames).
+        totals = [torch.zeros(shape, device=device) for _ in firsts]
         with _timed(timings, "denoise", device):
             for _ in range(samples):
-                latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
-                self.scheduler.set_timesteps(steps, device=device)
-                for t in self.scheduler.timesteps:
-                    x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
-                    x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
-                    output = self.transformer(
-                        x, t.expand(batch).to(device), text, image, alphas=alpha_pair
-                    ).sample
-                    velocity = self.transformer.velocity(output.float(), latents, t.float() / 1000)
-                    if guidance is not None:
-                        uncond, cond = velocity.chunk(2)
-                        velocity = uncond + guidance * (cond - uncond)
-                    latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-                    step_done()
-                total += latents
-        latents = total / samples
+                noise = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(device)
+                for total, z_first in zip(totals, z_firsts):
+                    latents = noise
+                    self.scheduler.set_timesteps(steps, device=device)
+                    for t in self.scheduler.timesteps:
+                        x = build_ffp_input(latents.to(dtype), z_src, z_first, self.transformer.mask_channels)
+                        x = x.repeat(batch, 1, 1, 1, 1)  # (B, 3C + M, F', h, w); B = 2 under CFG
+                        output = self.transformer(
+                            x, t.expand(batch).to(device), text, image, alphas=alpha_pair
+                        ).sample
+                        velocity = self.transformer.velocity(output.float(), latents, t.float() / 1000)
+                        if guidance is not None:
+                            uncond, cond = velocity.chunk(2)
+                            velocity = uncond + guidance * (cond - uncond)
+                        latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+                        step_done()
+                    total += latents
 
-        # c. Decode (a residual model generated z_tgt − z_src: add the source back).
+        # c. Decode (a residual model generated z_tgt − z_src: add the source back), less c × the change the
+        #    model makes with the unedited first frame.
         with _timed(timings, "decode", device):
-            latents = self.transformer.output_latents(latents, z_src.float())
+            outs = [self.transformer.output_latents(total / samples, z_src.float()) for total in totals]
+            latents = outs[0] - correction * (outs[1] - z_src.float()) if correction else outs[0]
             video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
         return from_tensor(video)[: len(source)], (float(alpha_s[0]), float(alpha_t[0]))

@@ -190,6 +190,7 @@ def test_edit_defaults_its_output_next_to_the_source(tmp_path, edit_inputs, caps
         (["--steps", "0"], "must be at least 1"),
         (["--frames", "0"], "must be at least 1"),
         (["--size", "0x10"], "at least 2 pixels"),
+        (["--identity-correction", "2"], "between 0 and 1"),
     ],
 )
 def test_edit_refuses_nonsense_options_in_one_line(tmp_path, edit_inputs, extra, message, capsys):

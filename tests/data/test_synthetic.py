@@ -15,6 +15,7 @@ from freeprop.data.synthetic import (
     render,
     stylize,
 )
+from tests.conftest import exit_code
 
 
 @pytest.mark.parametrize("task", ["swap", "removal", "modification", "stylization"])
@@ -170,7 +171,7 @@ def test_synth_cli_writes_pair_format_and_resumes(tmp_path, capsys):
 @pytest.mark.parametrize("option, value", [("--motion", "-1"), ("--leaves", "1.5"), ("--leaves", "-0.1")])
 def test_synth_cli_rejects_out_of_range_options(tmp_path, capsys, option, value):
     args = ["data", "synth", str(tmp_path / "s"), "--train", "1", "--val", "0", "--test", "0", option, value]
-    assert main(args) == 2
+    assert exit_code(args) == 2
     assert option in capsys.readouterr().err and not (tmp_path / "s").exists()
 
 

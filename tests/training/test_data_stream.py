@@ -45,11 +45,29 @@ def test_leaves_share_reaches_the_rendered_pairs():
     assert not torch.equal(plain["source"], item["source"])
 
 
+def test_motion_max_speeds_up_the_rendered_pairs():
+    """Pair i's motion is scaled by a factor in [1, motion_max] of its own; 1 renders the plain pair."""
+    codec, cfg = PixelCodec(1), DataConfig(synthetic_pairs=12, num_frames=9, height=32, width=32, motion_max=3.0)
+    plain, fast = SyntheticLatentDataset(replace(cfg, motion_max=1.0), codec), SyntheticLatentDataset(cfg, codec)
+    pair = make_pair(SPLIT_SEEDS["train"] + 5, "train", TASKS[1], 9, 32, 32)
+    assert torch.allclose(codec.decode(plain[5]["source"][None])[0], to_tensor(pair.source), atol=1e-6)
+
+    def change(item):  # mean frame-to-frame change of the source
+        return (item["source"][:, 1:] - item["source"][:, :-1]).abs().mean().item()
+
+    slow_changes = [change(plain[i]) for i in range(12)]
+    fast_changes = [change(fast[i]) for i in range(12)]
+    assert sum(fast_changes) > 1.3 * sum(slow_changes)
+    assert all(f != s for f, s in zip(fast_changes, slow_changes) if s > 0)  # each pair scaled by its own factor
+
+
 def test_synthetic_pairs_are_bounded_and_need_a_seeded_split():
     with pytest.raises(ValueError, match="data.synthetic_pairs"):
         DataConfig(synthetic_pairs=1_000_001)
     with pytest.raises(ValueError, match="data.leaves"):
         DataConfig(synthetic_pairs=4, leaves=1.5)
+    with pytest.raises(ValueError, match="data.motion_max"):
+        DataConfig(synthetic_pairs=4, motion_max=0.5)
     with pytest.raises(ValueError, match="data.split"):
         SyntheticLatentDataset(DataConfig(synthetic_pairs=4, split="holdout"), PixelCodec(2))
 

@@ -57,6 +57,17 @@ positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
 
 
+def share(text: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------
 # Devices
 # ----------------------------------------------------------------------------------------------

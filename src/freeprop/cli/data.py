@@ -14,6 +14,7 @@ from freeprop.cli.common import (
     output_folder,
     parse_size,
     positive_int,
+    share,
 )
 from freeprop.cli.train import EXIT_INTERRUPTED
 from freeprop.defaults import SYNTH
@@ -60,7 +61,7 @@ def _add_synth(sub) -> None:
         f"model's curriculum; default {SYNTH.motion:g})",
     )
     p.add_argument(
-        "--leaves", type=float, default=SYNTH.leaves,
+        "--leaves", type=share, default=SYNTH.leaves,
         help="share (0–1) of worlds and objects drawn as dead leaves, sharp-edged photograph-like textures "
         f"(the bundled model's stage 6; default {SYNTH.leaves:g})",
     )
@@ -72,8 +73,6 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 
     if args.motion < 0:
         raise FreePropInputError(f"--motion {args.motion:g}: must be ≥ 0 (0 = still scenes, 1 = as generated)")
-    if not 0 <= args.leaves <= 1:
-        raise FreePropInputError(f"--leaves {args.leaves:g}: must be a share between 0 and 1")
     height, width = args.size
     if height % 2 or width % 2:
         raise FreePropInputError(f"--size {height}x{width}: height and width must be even (video encoders need it)")

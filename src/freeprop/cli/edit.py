@@ -20,11 +20,12 @@ from freeprop.cli.common import (
     parse_size,
     positive_int,
     resolve_model,
+    share,
 )
 from freeprop.defaults import BUNDLED_MODEL, DEFAULT_EDIT_METHOD, EDIT_METHODS, SAMPLING, SCHEDULERS
 from freeprop.errors import FreePropInputError
 
-MODEL_OPTIONS = ("model", "weights", "lora", "steps", "samples", "prompt")  # any of these asks for a model
+MODEL_OPTIONS = ("model", "weights", "lora", "steps", "samples", "identity_correction", "prompt")  # any of these asks for a model
 
 # Peak memory of an edit ≈ start-up + factor × the bytes of the frames it holds at once (edits stream:
 # flow-warp holds one frame and its float buffers, the model one window); measured with
@@ -111,6 +112,9 @@ def add_edit_parser(sub) -> None:
                    help=f"denoising steps (default: the model's own — 1 for the bundled one — else {SAMPLING.steps})")
     p.add_argument("--samples", type=positive_int,
                    help="samples averaged per window: steadier, at that many times the cost (default: the model's own — 4 for the bundled one — else 1)")
+    p.add_argument("--identity-correction", type=share, metavar="C",
+                   help="0–1: take off C × what the model changes when the first frame is not edited (its own "
+                   "error), at twice the cost (default: the model's own, else 0)")
     p.add_argument("--guidance", type=float, default=SAMPLING.guidance_scale,
                    help=f"classifier-free guidance scale, with --prompt (default {SAMPLING.guidance_scale:g})")
     p.add_argument("--seed", type=int, default=SAMPLING.seed)
@@ -130,7 +134,8 @@ def add_edit_parser(sub) -> None:
 
 
 def default_method(args) -> str:
-    """A model option (--model, --weights, --lora, --steps, --samples, --prompt) asks for a model; else the default."""
+    """A model option (--model, --weights, --lora, --steps, --samples, --identity-correction, --prompt) asks for a
+    model; else the default."""
     wants_model = any(getattr(args, k) is not None for k in MODEL_OPTIONS)
     return "freeprop" if wants_model else DEFAULT_EDIT_METHOD
 
@@ -250,6 +255,7 @@ class Editor:
             frames, first, num_frames, prompt=prompt, negative_prompt=a.negative_prompt, height=height, width=width,
             num_inference_steps=a.steps, guidance_scale=a.guidance, generator=torch.Generator().manual_seed(a.seed),
             window_frames=a.window, overlap=a.overlap, callback=self.progress, alphas=alphas, num_samples=a.samples,
+            identity_correction=a.identity_correction,
         )  # fmt: skip
 
     def pipeline(self):

@@ -20,6 +20,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -115,6 +116,8 @@ class SyntheticLatentDataset(torch.utils.data.Dataset):
 
         cfg = self.cfg
         tasks = cfg.tasks or TASKS
-        pair = make_pair(self.first_seed + index, cfg.split, tasks[index % len(tasks)], cfg.num_frames, cfg.height,
-                         cfg.width, leaves=cfg.leaves)
+        seed = self.first_seed + index
+        motion = 1 + (cfg.motion_max - 1) * np.random.default_rng([seed, 3]).random()  # own stream, as leaves
+        pair = make_pair(seed, cfg.split, tasks[index % len(tasks)], cfg.num_frames, cfg.height, cfg.width,
+                         motion=motion, leaves=cfg.leaves)
         return pair_latents(pair, cfg, self.codec) | {"text": torch.zeros(self.text_shape)}
