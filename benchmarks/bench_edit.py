@@ -66,6 +66,7 @@ def bench_edit(args) -> None:
                 video.frames,
                 first,
                 num_inference_steps=args.steps,
+                identity_correction=args.identity_correction,
                 generator=torch.Generator().manual_seed(0),
             )
             t2 = time.perf_counter()
@@ -126,6 +127,7 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", default="64x64")
     parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own; with its own num_samples)")
+    parser.add_argument("--identity-correction", type=float, help="0–1 (default: the model's own)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])

@@ -9,8 +9,9 @@
 #   warm  — the bundled model, 17-frame clips (configs/small.yaml from its weights)
 #   small — the `small` preset from scratch: 5-frame clips (configs/small-stage1.yaml), then 17
 #   deep  — the `small-deep` preset (4 blocks) from scratch, the same two stages
-#   leaves — the bundled model, stage 6's recipe (configs/small-leaves.yaml: dead leaves, σ where the
-#            one-step sampler looks) at the GPU's batch; packed at the bundle's 1 step × 4 samples
+#   motion — the bundled model, stage 7's recipe (configs/small-motion.yaml: dead leaves, faster motion,
+#            σ where the one-step sampler looks) at the GPU's batch; packed at the bundle's sampling
+#            (1 step × 4 samples, identity correction 0.5)
 # Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
 # writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
 # metrics; cat them to untar) and logs.txt.
@@ -45,14 +46,14 @@ warm() {
   train warm "$BUDGET" configs/small.yaml model.weights=null model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" optim.lr=3e-4 optim.warmup_steps=100
 }
-leaves() {
-  train leaves "$BUDGET" configs/small-leaves.yaml model.pipeline=src/freeprop/assets/freeprop-small \
+motion() {
+  train motion "$BUDGET" configs/small-motion.yaml model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}"
 }
 for variant in "${VARIANTS[@]}"; do
   case $variant in
     warm) warm & ;;
-    leaves) leaves & ;;
+    motion) motion & ;;
     small) two_stages small small & ;;
     deep) two_stages deep small-deep & ;;
   esac
@@ -62,9 +63,9 @@ wait
 # Pack: each final pipeline in fp16 (scripts/bundle_model.py) with its run's files; split under 16 MiB.
 pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
-for run in warm small small-stage1 deep deep-stage1 leaves; do  # stage 1 brings back its files, not its weights
+for run in warm small small-stage1 deep deep-stage1 motion; do  # stage 1 brings back its files, not its weights
   sampling="--steps 2"
-  if [[ $run == leaves ]]; then sampling="--steps 1 --samples 4"; fi  # the bundle's one-step sampling
+  if [[ $run == motion ]]; then sampling="--steps 1 --samples 4 --identity-correction 0.5"; fi  # the bundle's
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
   mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
 done
