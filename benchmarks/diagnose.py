@@ -13,7 +13,12 @@
    stored sampling) stay to the source on frames t ≥ 1 (PSNR; ∞ = it changes nothing)? What a model
    changes here it also changes wherever a real edit does not reach.
 
+With `--by-speed`, only the edit sensitivity of each local pair at the model's stored sampling, against
+the speed of its edit (the edit mask's centroid, px/frame): their correlation and the mean
+sensitivity of slow (< 0.6 px/frame) and fast (≥ 2) edits.
+
     python benchmarks/diagnose.py MODEL_FOLDER [--pairs 12] [--data data/synth --split test]
+    python benchmarks/diagnose.py MODEL_FOLDER --by-speed --pairs 48 --split real
 """
 
 from __future__ import annotations
@@ -44,19 +49,44 @@ def sample(pipe, source, first, steps, seed=0):
     ).frames
 
 
-def edit_sensitivity(pipe, pairs, steps: int) -> float:
-    """Mean over pairs of |out(ẑ) − out(src₀)| / |target − source| inside the mask, frames ≥ 1."""
-    ratios = []
-    for pair in pairs:
-        mask = pair.mask[1:] > 0
-        if not mask.any():
-            continue
-        with_edit = sample(pipe, pair.source, pair.target[0], steps).astype(np.float32)
-        without = sample(pipe, pair.source, pair.source[0], steps).astype(np.float32)
-        moved = np.abs(with_edit - without)[1:][mask].mean()
-        truth = np.abs(pair.target.astype(np.float32) - pair.source)[1:][mask].mean()
-        ratios.append(moved / truth)
-    return float(np.mean(ratios))
+def pair_sensitivity(pipe, pair, steps: int | None) -> float:
+    """|out(ẑ) − out(src₀)| / |target − source| inside the mask, frames ≥ 1 (NaN with an empty mask)."""
+    mask = pair.mask[1:] > 0
+    if not mask.any():
+        return float("nan")
+    with_edit = sample(pipe, pair.source, pair.target[0], steps).astype(np.float32)
+    without = sample(pipe, pair.source, pair.source[0], steps).astype(np.float32)
+    moved = np.abs(with_edit - without)[1:][mask].mean()
+    truth = np.abs(pair.target.astype(np.float32) - pair.source)[1:][mask].mean()
+    return float(moved / truth)
+
+
+def edit_sensitivity(pipe, pairs, steps: int | None) -> float:
+    """Mean over pairs of `pair_sensitivity`."""
+    return float(np.nanmean([pair_sensitivity(pipe, pair, steps) for pair in pairs]))
+
+
+def edit_speed(mask: np.ndarray) -> float:
+    """Mean distance (px) the centroid of a `[F, H, W]` edit mask moves between consecutive frames that
+    both have one."""
+    centroids = [np.argwhere(m > 0).mean(0) if (m > 0).any() else None for m in mask]
+    steps = [np.hypot(*(b - a)) for a, b in zip(centroids, centroids[1:]) if a is not None and b is not None]
+    return float(np.mean(steps)) if steps else float("nan")
+
+
+def sensitivity_by_speed(pipe, pairs) -> dict[str, float]:
+    """Edit sensitivity (the model's stored sampling) against the edit's speed, over local pairs."""
+    rows = np.array([(pair_sensitivity(pipe, p, None), edit_speed(p.mask)) for p in pairs])
+    rows = rows[np.isfinite(rows).all(1)]
+    sens, speed = rows.T
+    return {
+        "pairs": len(rows),
+        "correlation": float(np.corrcoef(sens, speed)[0, 1]),
+        "mean_speed": float(speed.mean()),
+        "sensitivity": float(sens.mean()),
+        "sensitivity_slow": float(sens[speed < 0.6].mean()),
+        "sensitivity_fast": float(sens[speed >= 2].mean()),
+    }
 
 
 def identity_psnr(pipe, pairs) -> float:
@@ -143,6 +173,7 @@ def main():
     parser.add_argument("--split", default="test")
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 20])
+    parser.add_argument("--by-speed", action="store_true", help="only edit sensitivity against the edit's speed")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -151,6 +182,8 @@ def main():
     dataset = PairDataset(args.data, split=args.split)
     pairs = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
     local = [p for p in pairs if p.mask is not None]
+    if args.by_speed:
+        return report({"model": args.model, "split": args.split, **sensitivity_by_speed(pipe, local)}, args.out)
     frames = pipe.codec.encode(to_tensor(pairs[0].source)[None]).shape[2]
     result = {
         "model": args.model,
@@ -172,9 +205,13 @@ def main():
             "psnr": float(np.mean([psnr(o, p.target) for o, p in zip(outs, pairs)])),
             "flicker_ratio": float(np.mean([flicker_ratio(o, p.target) for o, p in zip(outs, pairs)])),
         }
+    report(result, args.out)
+
+
+def report(result: dict, out: str | None) -> None:
     print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             json.dump(result, f, indent=1)
 
 
