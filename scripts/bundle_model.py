@@ -26,7 +26,7 @@ parser.add_argument(
     "--steps", type=int, required=True, help="the model's default sampling steps (chosen on the val split)"
 )
 parser.add_argument("--samples", type=int, default=1, help="samples averaged per window (chosen on the val split)")
-parser.add_argument("--identity-correction", type=float, default=0.0,
+parser.add_argument("--identity-correction", type=float,
                     help="share of the model's change to an unedited video taken off (chosen on the val split)")
 parser.add_argument(
     "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
@@ -42,7 +42,7 @@ pipe = FreePropPipeline.from_pretrained(
     window_frames=config["data"]["num_frames"],
     num_inference_steps=args.steps,
     num_samples=args.samples,
-    identity_correction=args.identity_correction or None,
+    identity_correction=args.identity_correction,
 )
 shutil.rmtree(out, ignore_errors=True)
 pipe.save_pretrained(out)

@@ -65,7 +65,7 @@ pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
 for run in warm small small-stage1 deep deep-stage1 motion; do  # stage 1 brings back its files, not its weights
   sampling="--steps 2"
-  if [[ $run == motion ]]; then sampling="--steps 1 --samples 4 --identity-correction 0.5"; fi  # the bundle's
+  if [[ $run == motion ]]; then sampling="--steps 1 --samples 4 --identity-correction 0.5"; fi  # the bundle's own
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
   mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
 done
