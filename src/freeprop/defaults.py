@@ -66,6 +66,7 @@ class SynthDefaults:
     shard_size: int = 64
     motion: float = 1.0
     leaves: float = 0.0  # share of worlds and objects drawn as dead leaves (photograph-like; stage 6)
+    camouflage: float = 0.0  # share of objects drawn like their world, as photo cut-outs are (stage 8)
 
 
 SYNTH = SynthDefaults()

@@ -168,7 +168,9 @@ def test_synth_cli_writes_pair_format_and_resumes(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == before and len(read_index(out)) == 9
 
 
-@pytest.mark.parametrize("option, value", [("--motion", "-1"), ("--leaves", "1.5"), ("--leaves", "-0.1")])
+@pytest.mark.parametrize(
+    "option, value", [("--motion", "-1"), ("--leaves", "1.5"), ("--leaves", "-0.1"), ("--camouflage", "2")]
+)
 def test_synth_cli_rejects_out_of_range_options(tmp_path, capsys, option, value):
     args = ["data", "synth", str(tmp_path / "s"), "--train", "1", "--val", "0", "--test", "0", option, value]
     assert exit_code(args) == 2
@@ -180,3 +182,56 @@ def test_synth_cli_writes_leaves_pairs(tmp_path):
     assert main(["data", "synth", str(out), "--train", "2", "--val", "0", "--test", "0", "--frames", "3",
                  "--size", "16x16", "--leaves", "1"]) == 0
     assert {PairDataset(out, split="train")[i].meta["world"] for i in range(2)} == {"leaves"}
+
+
+def test_camouflage_draws_objects_like_their_world_and_keeps_the_scene():
+    from freeprop.data.synthetic import with_camouflage
+
+    scene = random_scene(7, "train")
+    assert with_camouflage(scene, 0.0, np.random.default_rng(0)) == scene
+    blended = with_camouflage(scene, 1.0, np.random.default_rng(0))
+    kind = scene.world if scene.world != "legacy" else "fractal"
+    for old, new in zip(scene.objects, blended.objects):
+        assert new.texture == kind and np.abs(np.subtract(new.color, scene.palette[0])).max() < 75
+        assert replace(new, texture=old.texture, color=old.color) == old  # shape, motion, size unchanged
+    assert with_camouflage(replace(scene, world="legacy"), 1.0, np.random.default_rng(0)).objects[0].texture == "fractal"
+
+
+def test_camouflage_lowers_the_contrast_between_object_and_world():
+    """In a removal pair the target shows the world where the source shows the object: their mean colours
+    inside the mask (frame 0) differ much less when the object is drawn like its world."""
+
+    def contrast(camouflage):
+        gaps = []
+        for seed in range(12):
+            pair = make_pair(seed, "train", "removal", frames=1, height=48, width=48, camouflage=camouflage)
+            inside = pair.mask[0] > 0
+            if inside.sum() > 20:
+                gaps.append(np.abs(pair.source[0][inside].mean(0) - pair.target[0][inside].mean(0).astype(float)).mean())
+        return np.mean(gaps)
+
+    assert contrast(1.0) < 0.6 * contrast(0.0)
+
+
+def test_camouflage_share_changes_ids_not_the_plain_pairs_or_the_real_split():
+    plain = make_pair(11, "train", "swap", frames=3, height=16, width=16)
+    again = make_pair(11, "train", "swap", frames=3, height=16, width=16, camouflage=0.0)
+    np.testing.assert_array_equal(plain.source, again.source)
+    assert plain.sample_id == again.sample_id and again.meta["camouflage"] == 0.0
+    full = make_pair(11, "train", "swap", frames=3, height=16, width=16, camouflage=1.0)
+    assert full.sample_id != plain.sample_id and full.meta["camouflage"] == 1.0
+    assert full.meta["world"] == plain.meta["world"] and full.instruction.split()[-1] == plain.instruction.split()[-1]
+    real = make_pair(SPLIT_SEEDS["real"], "real", "swap", frames=3, height=16, width=16, camouflage=1.0)
+    plain_real = make_pair(SPLIT_SEEDS["real"], "real", "swap", frames=3, height=16, width=16)
+    assert real.sample_id == plain_real.sample_id and real.meta["camouflage"] == 0.0
+    np.testing.assert_array_equal(real.source, plain_real.source)
+
+
+def test_synth_cli_writes_camouflaged_pairs_and_resumes_the_real_split(tmp_path):
+    out = tmp_path / "s"
+    args = ["data", "synth", str(out), "--train", "2", "--val", "0", "--test", "0", "--real", "1", "--frames", "3",
+            "--size", "16x16", "--camouflage", "1", "--leaves", "1"]
+    assert main(args) == 0
+    assert {PairDataset(out, split="train")[i].meta["camouflage"] for i in range(2)} == {1.0}
+    assert main(args) == 0  # a re-run writes nothing again, the real pair included
+    assert len(read_index(out)) == 3

@@ -45,6 +45,16 @@ def test_leaves_share_reaches_the_rendered_pairs():
     assert not torch.equal(plain["source"], item["source"])
 
 
+def test_camouflage_share_reaches_the_rendered_pairs():
+    cfg = DataConfig(synthetic_pairs=4, num_frames=3, height=16, width=16, camouflage=1.0)
+    codec = PixelCodec(2)
+    pair = make_pair(SPLIT_SEEDS["train"] + 2, "train", TASKS[2], 3, 16, 16, camouflage=1.0)
+    item = SyntheticLatentDataset(cfg, codec, (512, 16))[2]
+    assert torch.allclose(codec.decode(item["source"][None])[0], to_tensor(pair.source), atol=1e-6)
+    plain = SyntheticLatentDataset(replace(cfg, camouflage=0.0), codec, (512, 16))[2]
+    assert not torch.equal(plain["source"], item["source"])
+
+
 def test_motion_max_speeds_up_the_rendered_pairs():
     """Pair i's motion is scaled by a factor in [1, motion_max] of its own; 1 renders the plain pair."""
     codec, cfg = PixelCodec(1), DataConfig(synthetic_pairs=12, num_frames=9, height=32, width=32, motion_max=3.0)
@@ -66,6 +76,8 @@ def test_synthetic_pairs_are_bounded_and_need_a_seeded_split():
         DataConfig(synthetic_pairs=1_000_001)
     with pytest.raises(ValueError, match="data.leaves"):
         DataConfig(synthetic_pairs=4, leaves=1.5)
+    with pytest.raises(ValueError, match="data.camouflage"):
+        DataConfig(synthetic_pairs=4, camouflage=-0.1)
     with pytest.raises(ValueError, match="data.motion_max"):
         DataConfig(synthetic_pairs=4, motion_max=0.5)
     with pytest.raises(ValueError, match="data.split"):

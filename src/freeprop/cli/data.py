@@ -65,6 +65,11 @@ def _add_synth(sub) -> None:
         help="share (0–1) of worlds and objects drawn as dead leaves, sharp-edged photograph-like textures "
         f"(the bundled model's stage 6; default {SYNTH.leaves:g})",
     )
+    p.add_argument(
+        "--camouflage", type=share, default=SYNTH.camouflage,
+        help="share (0–1) of objects drawn like their world (same texture kind, nearly its colour), as a "
+        f"cut-out of a photograph over a photograph is (the bundled model's stage 8; default {SYNTH.camouflage:g})",
+    )
     p.set_defaults(func=cmd_data_synth)
 
 
@@ -83,7 +88,7 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     output_folder(args.output)
     written = write_synthetic(
         args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion,
-        leaves=args.leaves,
+        leaves=args.leaves, camouflage=args.camouflage,
     )
     print(f"wrote {sum(written.values())} pairs to {args.output} ({', '.join(f'{k} {v}' for k, v in written.items())})")
 

@@ -440,13 +440,28 @@ def with_leaves(scene: Scene, share: float, rng: np.random.Generator) -> Scene:
     return replace(scene, world="leaves" if rng.random() < share else scene.world, objects=objects)
 
 
+def with_camouflage(scene: Scene, share: float, rng: np.random.Generator) -> Scene:
+    """`scene` with each object, with probability `share`, cut from the same kind of texture as its world
+    in nearly the world's colour — as a photographed cut-out over a photograph is: only its outline and
+    its motion tell it apart. From its own random stream, like `with_leaves`."""
+    kind = scene.world if scene.world in (*TEXTURES, "leaves") else "fractal"  # "legacy" is no object texture
+    base = np.asarray(scene.palette[0])
+
+    def blend(obj: SceneObject) -> SceneObject:
+        color = tuple(float(c) for c in np.clip(base + rng.normal(0, 15, 3), 0, 255))
+        return replace(obj, texture=kind, color=color)
+
+    return replace(scene, objects=tuple(blend(o) if rng.random() < share else o for o in scene.objects))
+
+
 def sample_id(
     seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0,
-    leaves: float = 0.0,
+    leaves: float = 0.0, camouflage: float = 0.0,
 ) -> str:
     """Deterministic id from everything that determines the pair (re-runs give the same id)."""
     key = f"{split}/{seed}/{task}/{frames}/{height}x{width}" + (f"/motion{motion:g}" if motion != 1 else "")
     key += f"/leaves{leaves:g}" if leaves else ""
+    key += f"/camouflage{camouflage:g}" if camouflage else ""
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{split}-{seed:07d}-{task}-{digest}"
 
@@ -461,15 +476,20 @@ def make_pair(
     fps: float = 16.0,
     motion: float = 1.0,
     leaves: float = 0.0,
+    camouflage: float = 0.0,
 ) -> Pair:
     """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
-    `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`)."""
-    leaves = 0.0 if split == "real" else leaves  # the real split stays photographs (and keeps its ids)
+    `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`), `camouflage` the
+    share of objects drawn like their world (see `with_camouflage`)."""
+    if split == "real":  # the real split stays photographs (and keeps its ids)
+        leaves = camouflage = 0.0
     scene = random_scene(seed, split)
     if motion != 1:
         scene = with_motion(scene, motion)
     if leaves:
         scene = with_leaves(scene, leaves, np.random.default_rng([seed, 2]))
+    if camouflage:
+        scene = with_camouflage(scene, camouflage, np.random.default_rng([seed, 4]))
     rng = np.random.default_rng([seed, 1])
     source = render(scene, frames, height, width)
     if task == "stylization":
@@ -492,10 +512,11 @@ def make_pair(
         "world": scene.world,
         "motion": motion,
         "leaves": leaves,
+        "camouflage": camouflage,
         "generator": GENERATOR,
     }
     return Pair(
-        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves),
+        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves, camouflage),
         source=source,
         target=target,
         task=task,
@@ -521,6 +542,7 @@ def write_synthetic(
     progress: bool = True,
     motion: float = SYNTH.motion,
     leaves: float = SYNTH.leaves,
+    camouflage: float = SYNTH.camouflage,
 ) -> dict[str, int]:
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
@@ -538,9 +560,11 @@ def write_synthetic(
     with PairWriter(root, shard_size=shard_size) as writer:
         for split, count in counts.items():
             bar = tqdm(range(count), desc=f"synth {split}", disable=not progress)
+            looks = (0.0, 0.0) if split == "real" else (leaves, camouflage)  # as make_pair sees them
             for i in bar:
                 seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
-                if sample_id(seed, split, task, frames, height, width, motion, leaves) not in writer.done:
-                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion, leaves=leaves))
+                if sample_id(seed, split, task, frames, height, width, motion, *looks) not in writer.done:
+                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion,
+                                         leaves=looks[0], camouflage=looks[1]))
             written[split] = count
     return written
