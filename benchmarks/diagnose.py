@@ -15,10 +15,12 @@
 
 With `--by-speed`, only the edit sensitivity of each local pair at the model's stored sampling, against
 the speed of its edit (the edit mask's centroid, px/frame): their correlation and the mean
-sensitivity of slow (< 0.6 px/frame) and fast (≥ 2) edits.
+sensitivity of slow (< 0.6 px/frame) and fast (≥ 2) edits. With `--by-frame`, only the edit
+sensitivity of each frame t ≥ 1 (the model's stored sampling), averaged over the local pairs.
 
     python benchmarks/diagnose.py MODEL_FOLDER [--pairs 12] [--data data/synth --split test]
     python benchmarks/diagnose.py MODEL_FOLDER --by-speed --pairs 48 --split real
+    python benchmarks/diagnose.py MODEL_FOLDER --by-frame --pairs 48 --split real
 """
 
 from __future__ import annotations
@@ -49,16 +51,32 @@ def sample(pipe, source, first, steps, seed=0):
     ).frames
 
 
+def edit_change(pipe, pair, steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(|out(ẑ) − out(src₀)|, |target − source|): float [F, H, W, 3] each, the same noise for both samples."""
+    with_edit = sample(pipe, pair.source, pair.target[0], steps).astype(np.float32)
+    without = sample(pipe, pair.source, pair.source[0], steps).astype(np.float32)
+    return np.abs(with_edit - without), np.abs(pair.target.astype(np.float32) - pair.source)
+
+
 def pair_sensitivity(pipe, pair, steps: int | None) -> float:
     """|out(ẑ) − out(src₀)| / |target − source| inside the mask, frames ≥ 1 (NaN with an empty mask)."""
     mask = pair.mask[1:] > 0
     if not mask.any():
         return float("nan")
-    with_edit = sample(pipe, pair.source, pair.target[0], steps).astype(np.float32)
-    without = sample(pipe, pair.source, pair.source[0], steps).astype(np.float32)
-    moved = np.abs(with_edit - without)[1:][mask].mean()
-    truth = np.abs(pair.target.astype(np.float32) - pair.source)[1:][mask].mean()
-    return float(moved / truth)
+    moved, truth = edit_change(pipe, pair, steps)
+    return float(moved[1:][mask].mean() / truth[1:][mask].mean())
+
+
+def sensitivity_by_frame(pipe, pairs, min_pixels: int = 10) -> list[float]:
+    """Edit sensitivity (the model's stored sampling) of each frame t ≥ 1, averaged over the pairs whose
+    mask covers at least `min_pixels` pixels of that frame: does the edit fade as the clip goes on?"""
+    rows = []
+    for pair in pairs:
+        moved, truth = edit_change(pipe, pair, None)
+        masks = pair.mask > 0
+        rows.append([moved[t][masks[t]].mean() / truth[t][masks[t]].mean() if masks[t].sum() >= min_pixels
+                     else np.nan for t in range(1, len(masks))])
+    return [float(v) for v in np.nanmean(np.array(rows, np.float64), 0)]
 
 
 def edit_sensitivity(pipe, pairs, steps: int | None) -> float:
@@ -174,6 +192,7 @@ def main():
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 20])
     parser.add_argument("--by-speed", action="store_true", help="only edit sensitivity against the edit's speed")
+    parser.add_argument("--by-frame", action="store_true", help="only edit sensitivity of each frame t ≥ 1")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -184,6 +203,9 @@ def main():
     local = [p for p in pairs if p.mask is not None]
     if args.by_speed:
         return report({"model": args.model, "split": args.split, **sensitivity_by_speed(pipe, local)}, args.out)
+    if args.by_frame:
+        by_frame = sensitivity_by_frame(pipe, local)
+        return report({"model": args.model, "split": args.split, "pairs": len(local), "by_frame": by_frame}, args.out)
     frames = pipe.codec.encode(to_tensor(pairs[0].source)[None]).shape[2]
     result = {
         "model": args.model,

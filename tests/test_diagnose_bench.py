@@ -49,3 +49,31 @@ def test_sensitivity_by_speed_pairs_each_edit_with_its_speed(monkeypatch):
     assert result["sensitivity_fast"] == pytest.approx(0.2)  # c and d
     assert result["correlation"] == pytest.approx(np.corrcoef([0.8, 0.5, 0.1, 0.3], [0.2, 1.0, 3.0, 2.5])[0, 1])
     assert result["mean_speed"] == pytest.approx(1.675)
+
+
+def test_sensitivity_by_frame_follows_a_fading_edit():
+    """A model that carries the first-frame edit at weight 1, 0.5, 0.25 on frames 1, 2, 3 (and nothing
+    else), on pairs whose truth adds the same edit to every frame: the per-frame sensitivity is those
+    weights; a frame whose mask is too small is left out of its average."""
+    import diagnose
+
+    weights = np.array([1.0, 1.0, 0.5, 0.25])
+
+    def pipe(source, first, num_inference_steps, replace_first_frame, generator):
+        edit = first.astype(np.float32) - source[0]
+        return SimpleNamespace(frames=source + weights[:, None, None, None] * edit)
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for leaving in (False, True):
+        source = rng.uniform(40, 200, (4, 8, 8, 3)).astype(np.float32)
+        mask = np.zeros((4, 8, 8), np.uint8)
+        mask[:, 2:6, 2:6] = 255
+        target = source + 30.0 * (mask[..., None] > 0)
+        if leaving:  # at t = 3 only 4 pixels of this pair's edit are left, changed twice as much (0.125 carried)
+            mask[3] = 0
+            mask[3, 2:4, 2:4] = 255
+            target[3] = source[3] + 60.0 * (mask[3, ..., None] > 0)
+        pairs.append(SimpleNamespace(source=source, target=target, mask=mask))
+    assert diagnose.sensitivity_by_frame(pipe, pairs) == pytest.approx([1.0, 0.5, 0.25])
+    assert diagnose.pair_sensitivity(pipe, pairs[0], None) == pytest.approx(np.mean([1.0, 0.5, 0.25]))
