@@ -9,9 +9,9 @@
 #   warm  — the bundled model, 17-frame clips (configs/small.yaml from its weights)
 #   small — the `small` preset from scratch: 5-frame clips (configs/small-stage1.yaml), then 17
 #   deep  — the `small-deep` preset (4 blocks) from scratch, the same two stages
-#   motion — the bundled model, stage 7's recipe (configs/small-motion.yaml: dead leaves, faster motion,
-#            σ where the one-step sampler looks) at the GPU's batch; packed at the bundle's sampling
-#            (1 step × 4 samples, identity correction 0.5)
+#   camouflage — the bundled model, stage 8's recipe (configs/small-camouflage.yaml: dead leaves, objects
+#            drawn like their world, faster motion, σ where the one-step sampler looks) at the GPU's
+#            batch; packed at the bundle's sampling (1 step × 4 samples, identity correction 0.5)
 # Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
 # writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
 # metrics; cat them to untar) and logs.txt.
@@ -46,14 +46,14 @@ warm() {
   train warm "$BUDGET" configs/small.yaml model.weights=null model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" optim.lr=3e-4 optim.warmup_steps=100
 }
-motion() {
-  train motion "$BUDGET" configs/small-motion.yaml model.pipeline=src/freeprop/assets/freeprop-small \
+camouflage() {
+  train camouflage "$BUDGET" configs/small-camouflage.yaml model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}"
 }
 for variant in "${VARIANTS[@]}"; do
   case $variant in
     warm) warm & ;;
-    motion) motion & ;;
+    camouflage) camouflage & ;;
     small) two_stages small small & ;;
     deep) two_stages deep small-deep & ;;
   esac
@@ -63,9 +63,9 @@ wait
 # Pack: each final pipeline in fp16 (scripts/bundle_model.py) with its run's files; split under 16 MiB.
 pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
-for run in warm small small-stage1 deep deep-stage1 motion; do  # stage 1 brings back its files, not its weights
+for run in warm small small-stage1 deep deep-stage1 camouflage; do  # stage 1 brings back its files, not its weights
   sampling="--steps 2"
-  if [[ $run == motion ]]; then sampling="--steps 1 --samples 4 --identity-correction 0.5"; fi  # the bundle's own
+  if [[ $run == camouflage ]]; then sampling="--steps 1 --samples 4 --identity-correction 0.5"; fi  # the bundle's own
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
   mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
 done
