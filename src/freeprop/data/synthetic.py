@@ -454,6 +454,12 @@ def with_camouflage(scene: Scene, share: float, rng: np.random.Generator) -> Sce
     return replace(scene, objects=tuple(blend(o) if rng.random() < share else o for o in scene.objects))
 
 
+def split_looks(split: str, leaves: float, camouflage: float) -> tuple[float, float]:
+    """The (leaves, camouflage) shares a pair of `split` is drawn with: the real split stays photographs
+    (and keeps its ids), whatever was asked."""
+    return (0.0, 0.0) if split == "real" else (leaves, camouflage)
+
+
 def sample_id(
     seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0,
     leaves: float = 0.0, camouflage: float = 0.0,
@@ -481,8 +487,7 @@ def make_pair(
     """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
     `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`), `camouflage` the
     share of objects drawn like their world (see `with_camouflage`)."""
-    if split == "real":  # the real split stays photographs (and keeps its ids)
-        leaves = camouflage = 0.0
+    leaves, camouflage = split_looks(split, leaves, camouflage)
     scene = random_scene(seed, split)
     if motion != 1:
         scene = with_motion(scene, motion)
@@ -560,11 +565,11 @@ def write_synthetic(
     with PairWriter(root, shard_size=shard_size) as writer:
         for split, count in counts.items():
             bar = tqdm(range(count), desc=f"synth {split}", disable=not progress)
-            looks = (0.0, 0.0) if split == "real" else (leaves, camouflage)  # as make_pair sees them
+            looks = split_looks(split, leaves, camouflage)  # the shares make_pair's ids are made with
             for i in bar:
                 seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
                 if sample_id(seed, split, task, frames, height, width, motion, *looks) not in writer.done:
                     writer.add(make_pair(seed, split, task, frames, height, width, motion=motion,
-                                         leaves=looks[0], camouflage=looks[1]))
+                                         leaves=leaves, camouflage=camouflage))
             written[split] = count
     return written
