@@ -9,9 +9,9 @@
 #   warm  — the bundled model, 17-frame clips (configs/small.yaml from its weights)
 #   small — the `small` preset from scratch: 5-frame clips (configs/small-stage1.yaml), then 17
 #   deep  — the `small-deep` preset (4 blocks) from scratch, the same two stages
-#   camouflage — the bundled model, stage 8's recipe (configs/small-camouflage.yaml: dead leaves, objects
-#            drawn like their world, faster motion, σ where the one-step sampler looks) at the GPU's
-#            batch; packed at the bundle's sampling (1 step × 4 samples, identity correction 0.5)
+#   camouflage — the bundled model, stage 9's recipe (configs/small-gpu-camouflage.yaml: stage 8's dead
+#            leaves, objects drawn like their world, faster motion and σ where the one-step sampler looks,
+#            at the GPU's batch); packed at the bundle's sampling (1 step × 4 samples, identity correction 0.5)
 # Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
 # writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
 # metrics; cat them to untar) and logs.txt.
@@ -47,7 +47,7 @@ warm() {
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" optim.lr=3e-4 optim.warmup_steps=100
 }
 camouflage() {
-  train camouflage "$BUDGET" configs/small-camouflage.yaml model.pipeline=src/freeprop/assets/freeprop-small \
+  train camouflage "$BUDGET" configs/small-gpu-camouflage.yaml model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}"
 }
 for variant in "${VARIANTS[@]}"; do
