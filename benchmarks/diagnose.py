@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 import torch
@@ -238,4 +239,6 @@ def report(result: dict, out: str | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from freeprop.errors import run_script
+
+    sys.exit(run_script(main, "diagnose.py"))

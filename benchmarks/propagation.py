@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -230,9 +231,11 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     (out / "propagation.json").write_text(json.dumps(report, indent=1))
     (out / "propagation.md").write_text(
-        f"`python benchmarks/propagation.py {' '.join(__import__('sys').argv[1:])}`\n\n{text}\n"
+        f"`python benchmarks/propagation.py {' '.join(sys.argv[1:])}`\n\n{text}\n"
     )
 
 
 if __name__ == "__main__":
-    main()
+    from freeprop.errors import run_script
+
+    sys.exit(run_script(main, "propagation.py"))

@@ -77,3 +77,20 @@ def test_sensitivity_by_frame_follows_a_fading_edit():
         pairs.append(SimpleNamespace(source=source, target=target, mask=mask))
     assert diagnose.sensitivity_by_frame(pipe, pairs) == pytest.approx([1.0, 0.5, 0.25])
     assert diagnose.pair_sensitivity(pipe, pairs[0], None) == pytest.approx(np.mean([1.0, 0.5, 0.25]))
+
+
+def test_a_wrong_model_path_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    import diagnose
+
+    from freeprop.errors import run_script
+
+    monkeypatch.setattr(sys, "argv", ["diagnose.py", str(tmp_path / "missing"), "--steps", "1"])
+    assert run_script(diagnose.main, "diagnose.py") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diagnose.py: error: ") and "missing" in err and err.count("\n") == 1
+
+    def broken():  # a bug, not a user error, keeps its traceback
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        run_script(broken, "diagnose.py")

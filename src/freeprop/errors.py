@@ -8,3 +8,15 @@ prints it without a traceback and exits with status 2. Anything else is a bug an
 
 class FreePropInputError(ValueError):
     """Bad user input: a one-line message naming what is wrong and how to fix it."""
+
+
+def run_script(main, name: str) -> int:
+    """Run a script's `main()` as the CLI runs a command: a `FreePropInputError` (a wrong path, a bad
+    value) becomes one line on stderr and exit status 2; anything else keeps its traceback."""
+    import sys
+
+    try:
+        return main() or 0
+    except FreePropInputError as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 2
