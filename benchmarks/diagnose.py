@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from freeprop.data.pairs import PairDataset
+from freeprop.errors import run_script
 from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr
 from freeprop.models.transformer import build_ffp_input
 from freeprop.pipeline import TEXT_TOKENS, load_pipeline
@@ -239,6 +240,4 @@ def report(result: dict, out: str | None) -> None:
 
 
 if __name__ == "__main__":
-    from freeprop.errors import run_script
-
     sys.exit(run_script(main, "diagnose.py"))

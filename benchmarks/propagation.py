@@ -31,6 +31,7 @@ import torch
 
 from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
+from freeprop.errors import run_script
 from freeprop.eval.metrics.ground_truth import flicker, psnr, ssim
 
 TASKS = ("swap", "removal", "modification", "stylization")
@@ -236,6 +237,4 @@ def main():
 
 
 if __name__ == "__main__":
-    from freeprop.errors import run_script
-
     sys.exit(run_script(main, "propagation.py"))

@@ -5,16 +5,17 @@ size or config key). Its message is one line that names the culprit and says how
 prints it without a traceback and exits with status 2. Anything else is a bug and keeps its traceback.
 """
 
+import sys
+
 
 class FreePropInputError(ValueError):
     """Bad user input: a one-line message naming what is wrong and how to fix it."""
 
 
 def run_script(main, name: str) -> int:
-    """Run a script's `main()` as the CLI runs a command: a `FreePropInputError` (a wrong path, a bad
-    value) becomes one line on stderr and exit status 2; anything else keeps its traceback."""
-    import sys
-
+    """Run a command's or a benchmark script's `main()`: a `FreePropInputError` (a wrong path, a bad
+    value) becomes one line on stderr, "NAME: error: ...", and exit status 2; anything else keeps its
+    traceback."""
     try:
         return main() or 0
     except FreePropInputError as err:

@@ -23,7 +23,7 @@ import sys
 
 from freeprop import __version__
 from freeprop.cli import app, data, demo, edit, eval, models, train
-from freeprop.errors import FreePropInputError
+from freeprop.errors import run_script
 
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space, a file-size limit, a quota
 
@@ -55,12 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def command() -> int | None:
         args = build_parser().parse_args(argv)
-        return args.func(args) or 0
-    except FreePropInputError as err:
-        print(f"freeprop: error: {err}", file=sys.stderr)
-        return 2
+        return args.func(args)
+
+    try:
+        return run_script(command, "freeprop")
     except KeyboardInterrupt:  # also during the heavy imports a command starts with
         print("freeprop: interrupted", file=sys.stderr)
         return 130
