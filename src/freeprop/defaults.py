@@ -67,6 +67,7 @@ class SynthDefaults:
     motion: float = 1.0
     leaves: float = 0.0  # share of worlds and objects drawn as dead leaves (photograph-like; stage 6)
     camouflage: float = 0.0  # share of objects drawn like their world, as photo cut-outs are (stage 8)
+    photos: float = 0.0  # train split: share of worlds/objects/edits cut from training photos (stage 10)
 
 
 SYNTH = SynthDefaults()

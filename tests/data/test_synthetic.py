@@ -169,7 +169,7 @@ def test_synth_cli_writes_pair_format_and_resumes(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "option, value", [("--motion", "-1"), ("--leaves", "1.5"), ("--leaves", "-0.1"), ("--camouflage", "2")]
+    "option, value", [("--motion", "-1"), ("--leaves", "1.5"), ("--leaves", "-0.1"), ("--camouflage", "2"), ("--photos", "1.5")]
 )
 def test_synth_cli_rejects_out_of_range_options(tmp_path, capsys, option, value):
     args = ["data", "synth", str(tmp_path / "s"), "--train", "1", "--val", "0", "--test", "0", option, value]
@@ -235,3 +235,54 @@ def test_synth_cli_writes_camouflaged_pairs_and_resumes_the_real_split(tmp_path)
     assert {PairDataset(out, split="train")[i].meta["camouflage"] for i in range(2)} == {1.0}
     assert main(args) == 0  # a re-run writes nothing again, the real pair included
     assert len(read_index(out)) == 3
+
+
+def test_training_photos_are_disjoint_from_the_real_splits_and_load():
+    from freeprop.data.photos import PHOTOS, TRAIN_PHOTOS, is_grey, load_photo
+
+    assert not set(PHOTOS) & set(TRAIN_PHOTOS)
+    assert not {file for _, file in PHOTOS.values()} & {file for _, file in TRAIN_PHOTOS.values()}
+    validation = {load_photo(n).shape for n in PHOTOS}
+    for name in TRAIN_PHOTOS:
+        photo = load_photo(name)
+        assert photo.ndim == 3 and photo.shape[2] == 3 and photo.shape not in validation and photo.std() > 20
+        assert is_grey(name) == bool(np.all(photo[..., 0] == photo[..., 2]))
+
+
+def test_grey_training_photos_keep_their_structure_in_colour():
+    from freeprop.data.synthetic import _texture
+
+    crop = _texture("photo:ascent", 48, 48, (200, 60, 30), seed=3, scale=48)
+    assert crop.shape == (48, 48, 3) and np.abs(crop[..., 0] - crop[..., 2]).mean() > 5  # coloured
+    # every channel is one ramp of the photo's grey level: the channels correlate perfectly
+    assert np.corrcoef(crop[..., 0].ravel(), crop[..., 1].ravel())[0, 1] > 0.999
+
+
+def test_photos_share_cuts_training_scenes_from_training_photos_only():
+    from freeprop.data.photos import TRAIN_PHOTOS
+    from freeprop.data.synthetic import with_photos
+
+    scene = random_scene(11, "train")
+    assert with_photos(scene, 0.0, np.random.default_rng(0)) == scene
+    photo = with_photos(scene, 1.0, np.random.default_rng(0))
+    assert photo.world[6:] in TRAIN_PHOTOS and all(o.texture[6:] in TRAIN_PHOTOS for o in photo.objects)
+    assert [replace(o, texture="x") for o in photo.objects] == [replace(o, texture="x") for o in scene.objects]
+    # only training pairs take the share: val/test/real pairs (and their ids) are as without it
+    for split in ("val", "test", "real"):
+        plain, asked = (make_pair(SPLIT_SEEDS[split] + 1, split, "swap", 3, 16, 16, photos=p) for p in (0.0, 1.0))
+        assert plain.sample_id == asked.sample_id and asked.meta["photos"] == 0.0
+        np.testing.assert_array_equal(plain.target, asked.target)
+    train = make_pair(5, "train", "removal", 3, 16, 16, photos=1.0)
+    assert train.meta["world"][6:] in TRAIN_PHOTOS and train.sample_id != make_pair(5, "train", "removal", 3, 16, 16).sample_id
+
+
+def test_photo_edits_draw_a_new_training_photo_and_say_so():
+    swaps = [make_pair(s, "train", "swap", 3, 16, 16, photos=1.0) for s in range(0, 40, 4)]
+    for pair in swaps:
+        new = pair.instruction.split(" with a ")[1]
+        assert new.startswith("photographic "), pair.instruction
+    # a resize keeps the object's texture (and its words); a recolour names the photo it draws
+    mods = [make_pair(s, "train", "modification", 3, 16, 16, photos=1.0) for s in range(2, 80, 4)]
+    assert {m.instruction.split()[-1] for m in mods if "in another colour" not in m.instruction} <= {"bigger", "smaller"}
+    assert all("photographic in another colour" in m.instruction for m in mods if "in another colour" in m.instruction)
+    assert any("in another colour" in m.instruction for m in mods)

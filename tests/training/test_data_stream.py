@@ -35,7 +35,7 @@ def test_item_i_is_the_pair_data_synth_writes_as_sample_i():
     assert torch.allclose(codec.decode(removal[2]["target"][None])[0], to_tensor(pair.target), atol=1e-6)
 
 
-@pytest.mark.parametrize("look", ["leaves", "camouflage"])
+@pytest.mark.parametrize("look", ["leaves", "camouflage", "photos"])
 def test_look_shares_reach_the_rendered_pairs(look):
     cfg = DataConfig(synthetic_pairs=4, num_frames=3, height=16, width=16, **{look: 1.0})
     codec = PixelCodec(2)
@@ -69,6 +69,8 @@ def test_synthetic_pairs_are_bounded_and_need_a_seeded_split():
         DataConfig(synthetic_pairs=4, leaves=1.5)
     with pytest.raises(ValueError, match="data.camouflage"):
         DataConfig(synthetic_pairs=4, camouflage=-0.1)
+    with pytest.raises(ValueError, match="data.photos"):
+        DataConfig(synthetic_pairs=4, photos=2.0)
     with pytest.raises(ValueError, match="data.motion_max"):
         DataConfig(synthetic_pairs=4, motion_max=0.5)
     with pytest.raises(ValueError, match="data.split"):

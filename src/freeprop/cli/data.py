@@ -70,6 +70,12 @@ def _add_synth(sub) -> None:
         help="share (0–1) of objects drawn like their world (same texture kind, nearly its colour), as a "
         f"cut-out of a photograph over a photograph is (the bundled model's stage 8; default {SYNTH.camouflage:g})",
     )
+    p.add_argument(
+        "--photos", type=share, default=SYNTH.photos,
+        help="share (0–1) of train-split worlds, objects and edits cut from the training photographs "
+        "(mahotas' and PyWavelets', never the real split's; the bundled model's stage 10; "
+        f"default {SYNTH.photos:g})",
+    )
     p.set_defaults(func=cmd_data_synth)
 
 
@@ -88,7 +94,7 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     output_folder(args.output)
     written = write_synthetic(
         args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion,
-        leaves=args.leaves, camouflage=args.camouflage,
+        leaves=args.leaves, camouflage=args.camouflage, photos=args.photos,
     )
     print(f"wrote {sum(written.values())} pairs to {args.output} ({', '.join(f'{k} {v}' for k, v in written.items())})")
 

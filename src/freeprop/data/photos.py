@@ -1,45 +1,85 @@
-"""Real photographs for the `real` validation split: the sample photos that ship with packages.
+"""Photographs that ship with Python packages: the `real` validation split's, and a disjoint training pool.
 
-Only scikit-learn's (`sklearn.datasets.load_sample_image`) and matplotlib's sample photographs are
-used. scikit-image's bundled photos are deliberately absent: they are reserved for an independent
-held-out evaluation, so nothing here may train or tune on them.
+- `PHOTOS` (validation only, never trained on): scikit-learn's two sample photos
+  (`sklearn.datasets.load_sample_image`) and matplotlib's portrait — the `real` split (issue 11).
+- `TRAIN_PHOTOS` (training only, never in an evaluation): the photos that ship with mahotas and
+  PyWavelets, drawn into training scenes by `data.photos` (freeprop.data.synthetic.with_photos) so the
+  model sees photographic content without seeing a validation photo.
+
+scikit-image's bundled photos are deliberately absent from both: they are reserved for an independent
+held-out evaluation, so nothing here may train or tune on them (nor on copies of them elsewhere:
+PyWavelets' `camera` is scikit-image's cameraman, hence left out).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
 from freeprop.errors import FreePropInputError
 
-# name → (package, file): photographs of natural scenes (not logos, plots or medical scans)
+# name → (package, file inside it): photographs of natural scenes (not logos, plots or medical scans)
 PHOTOS = {
     "china": ("sklearn", "china.jpg"),  # a temple among trees
     "flower": ("sklearn", "flower.jpg"),  # a flower close-up
     "grace_hopper": ("matplotlib", "grace_hopper.jpg"),  # a portrait
 }
+TRAIN_PHOTOS = {
+    "luispedro": ("mahotas", "demos/data/luispedro.jpg"),  # a portrait before glass and steel, colour
+    "department_store": ("mahotas", "demos/data/DepartmentStore.jpg"),  # a crowded drawn scene, colour
+    "aero": ("pywt", "data/aero.npz"),  # fields and hedges from the air, grey
+    "ascent": ("pywt", "data/ascent.npz"),  # people on an outdoor staircase, grey
+}
+INSTALL = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "mahotas": "mahotas", "pywt": "PyWavelets"}
+
+
+def _package_file(package: str, filename: str) -> Path:
+    """`filename` inside installed `package`, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FreePropInputError(f"the training photos need {package}: pip install {INSTALL[package]}")
+    return Path(next(iter(spec.submodule_search_locations))) / filename
+
+
+def _read(package: str, filename: str) -> np.ndarray:
+    """The photo as uint8 RGB [H, W, 3] (grey photos are repeated over the three channels)."""
+    if package == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(filename)
+    if package == "matplotlib":
+        from matplotlib import cbook
+        from PIL import Image
+
+        with cbook.get_sample_data(filename) as f:
+            return np.asarray(Image.open(f).convert("RGB"))
+    path = _package_file(package, filename)
+    if path.suffix == ".npz":
+        with np.load(path) as archive:
+            return np.repeat(archive["data"][..., None], 3, axis=-1)
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 @cache
 def load_photo(name: str) -> np.ndarray:
-    """Photo `name` as float32 RGB [H, W, 3] in [0, 255] (cached; read-only)."""
-    if name not in PHOTOS:
-        raise FreePropInputError(f"unknown photo {name!r}; choose one of {', '.join(PHOTOS)}")
-    package, filename = PHOTOS[name]
+    """Photo `name` (of PHOTOS or TRAIN_PHOTOS) as float32 RGB [H, W, 3] in [0, 255] (cached; read-only)."""
+    source = PHOTOS.get(name) or TRAIN_PHOTOS.get(name)
+    if source is None:
+        raise FreePropInputError(f"unknown photo {name!r}; choose one of {', '.join([*PHOTOS, *TRAIN_PHOTOS])}")
     try:
-        if package == "sklearn":
-            from sklearn.datasets import load_sample_image
-
-            image = load_sample_image(filename)
-        else:
-            from matplotlib import cbook
-            from PIL import Image
-
-            with cbook.get_sample_data(filename) as f:
-                image = np.asarray(Image.open(f).convert("RGB"))
+        image = _read(*source)
     except ImportError as e:
-        raise FreePropInputError(f"the photo {name!r} needs {package}: pip install {package}") from e
+        raise FreePropInputError(f"the photo {name!r} needs {source[0]}: pip install {INSTALL[source[0]]}") from e
     photo = np.ascontiguousarray(image[..., :3], dtype=np.float32)
     photo.setflags(write=False)
     return photo
+
+
+def is_grey(name: str) -> bool:
+    """Whether photo `name` has no colour of its own (`_photo_texture` then maps it onto a colour ramp)."""
+    return (PHOTOS.get(name) or TRAIN_PHOTOS[name])[1].endswith(".npz")

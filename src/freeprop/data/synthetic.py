@@ -180,7 +180,7 @@ def _dead_leaves(height: int, width: int, color, rng: np.random.Generator, scale
 
 def _photo_texture(name: str, height: int, width: int, color, rng: np.random.Generator) -> np.ndarray:
     """A random crop of photograph `name`, resized to [H, W], tinted slightly towards `color`."""
-    from freeprop.data.photos import load_photo
+    from freeprop.data.photos import is_grey, load_photo
 
     photo = load_photo(name)
     ph, pw = photo.shape[:2]
@@ -191,6 +191,9 @@ def _photo_texture(name: str, height: int, width: int, color, rng: np.random.Gen
         ch, cw = min(ch, ph), min(cw, pw)
     y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
     crop = cv2.resize(photo[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_AREA)
+    if is_grey(name):  # a grey photo's light/dark structure on a ramp from dark `color` to a random light one
+        dark, light = 0.3 * np.asarray(color, np.float32), rng.uniform(140, 255, 3).astype(np.float32)
+        return dark + crop[..., :1] / 255 * (light - dark)
     return np.clip(0.85 * crop + 0.15 * np.asarray(color, np.float32), 0, 255)
 
 
@@ -444,7 +447,8 @@ def with_camouflage(scene: Scene, share: float, rng: np.random.Generator) -> Sce
     """`scene` with each object, with probability `share`, cut from the same kind of texture as its world
     in nearly the world's colour — as a photographed cut-out over a photograph is: only its outline and
     its motion tell it apart. From its own random stream, like `with_leaves`."""
-    kind = scene.world if scene.world in (*TEXTURES, "leaves") else "fractal"  # "legacy" is no object texture
+    photo_world = scene.world.startswith("photo:")  # a cut-out of the world's own photo, another crop
+    kind = scene.world if scene.world in (*TEXTURES, "leaves") or photo_world else "fractal"  # not "legacy"
     base = np.asarray(scene.palette[0])
 
     def blend(obj: SceneObject) -> SceneObject:
@@ -454,20 +458,55 @@ def with_camouflage(scene: Scene, share: float, rng: np.random.Generator) -> Sce
     return replace(scene, objects=tuple(blend(o) if rng.random() < share else o for o in scene.objects))
 
 
-def split_looks(split: str, leaves: float, camouflage: float) -> tuple[float, float]:
-    """The (leaves, camouflage) shares a pair of `split` is drawn with: the real split stays photographs
-    (and keeps its ids), whatever was asked."""
-    return (0.0, 0.0) if split == "real" else (leaves, camouflage)
+def _train_photo(rng: np.random.Generator, current: str = "") -> str:
+    from freeprop.data.photos import TRAIN_PHOTOS
+
+    return f"photo:{rng.choice([p for p in sorted(TRAIN_PHOTOS) if f'photo:{p}' != current])}"
+
+
+def with_photos(scene: Scene, share: float, rng: np.random.Generator) -> Scene:
+    """`scene` with its world and each object's texture turned into a crop of a training photograph
+    (`freeprop.data.photos.TRAIN_PHOTOS`, never the `real` split's), each with probability `share`:
+    training scenes built like the real split's, from other photos. Own random stream, like `with_leaves`."""
+    objects = tuple(replace(o, texture=_train_photo(rng)) if rng.random() < share else o for o in scene.objects)
+    return replace(scene, world=_train_photo(rng) if rng.random() < share else scene.world, objects=objects)
+
+
+def with_photo_edit(
+    scene: Scene, edited: Scene, instruction: str, k: int, share: float, rng: np.random.Generator
+) -> tuple[Scene, str]:
+    """`edited` (and its instruction) with the new texture an edit gave object `k` (a swap, a recolour)
+    made a training photo with probability `share` — as the real split's edits draw photos; other edits
+    are left as they are."""
+    if k < 0 or len(edited.objects) != len(scene.objects) or rng.random() >= share:
+        return edited, instruction
+    old, new = scene.objects[k], edited.objects[k]
+    if new.texture == old.texture:  # a resize: the object keeps its own texture
+        return edited, instruction
+    objects = list(edited.objects)
+    objects[k] = replace(new, texture=_train_photo(rng, old.texture))
+    before, _, after = instruction.rpartition(_words(new.texture))  # the new texture is named last
+    return replace(edited, objects=tuple(objects)), before + "photographic" + after
+
+
+def split_looks(split: str, leaves: float, camouflage: float, photos: float = 0.0) -> tuple[float, float, float]:
+    """The (leaves, camouflage, photos) shares a pair of `split` is drawn with: only training pairs take
+    them — the real split stays the validation photographs, and val/test stay procedural (and all keep
+    their ids), whatever was asked."""
+    if split == "real":
+        return 0.0, 0.0, 0.0
+    return leaves, camouflage, photos if split == "train" else 0.0
 
 
 def sample_id(
     seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0,
-    leaves: float = 0.0, camouflage: float = 0.0,
+    leaves: float = 0.0, camouflage: float = 0.0, photos: float = 0.0,
 ) -> str:
     """Deterministic id from everything that determines the pair (re-runs give the same id)."""
     key = f"{split}/{seed}/{task}/{frames}/{height}x{width}" + (f"/motion{motion:g}" if motion != 1 else "")
     key += f"/leaves{leaves:g}" if leaves else ""
     key += f"/camouflage{camouflage:g}" if camouflage else ""
+    key += f"/photos{photos:g}" if photos else ""
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{split}-{seed:07d}-{task}-{digest}"
 
@@ -483,16 +522,20 @@ def make_pair(
     motion: float = 1.0,
     leaves: float = 0.0,
     camouflage: float = 0.0,
+    photos: float = 0.0,
 ) -> Pair:
     """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
     `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`), `camouflage` the
-    share of objects drawn like their world (see `with_camouflage`)."""
-    leaves, camouflage = split_looks(split, leaves, camouflage)
+    share of objects drawn like their world (see `with_camouflage`), `photos` the share of worlds,
+    objects and new textures cut from training photographs (see `with_photos`; train split only)."""
+    leaves, camouflage, photos = split_looks(split, leaves, camouflage, photos)
     scene = random_scene(seed, split)
     if motion != 1:
         scene = with_motion(scene, motion)
     if leaves:
         scene = with_leaves(scene, leaves, np.random.default_rng([seed, 2]))
+    if photos:
+        scene = with_photos(scene, photos, np.random.default_rng([seed, 5]))
     if camouflage:
         scene = with_camouflage(scene, camouflage, np.random.default_rng([seed, 4]))
     rng = np.random.default_rng([seed, 1])
@@ -507,6 +550,8 @@ def make_pair(
         meta = {"style": style}
     else:
         edited, instruction, k = edit_scene(scene, task, rng, split)
+        if photos:
+            edited, instruction = with_photo_edit(scene, edited, instruction, k, photos, np.random.default_rng([seed, 6]))
         target = render(edited, frames, height, width)
         mask = (np.abs(target.astype(int) - source).max(axis=-1) > 0).astype(np.uint8) * 255
         meta = {"object": k}
@@ -518,10 +563,11 @@ def make_pair(
         "motion": motion,
         "leaves": leaves,
         "camouflage": camouflage,
+        "photos": photos,
         "generator": GENERATOR,
     }
     return Pair(
-        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves, camouflage),
+        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves, camouflage, photos),
         source=source,
         target=target,
         task=task,
@@ -548,6 +594,7 @@ def write_synthetic(
     motion: float = SYNTH.motion,
     leaves: float = SYNTH.leaves,
     camouflage: float = SYNTH.camouflage,
+    photos: float = SYNTH.photos,
 ) -> dict[str, int]:
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
@@ -565,11 +612,11 @@ def write_synthetic(
     with PairWriter(root, shard_size=shard_size) as writer:
         for split, count in counts.items():
             bar = tqdm(range(count), desc=f"synth {split}", disable=not progress)
-            looks = split_looks(split, leaves, camouflage)  # the shares make_pair's ids are made with
+            looks = split_looks(split, leaves, camouflage, photos)  # the shares make_pair's ids are made with
             for i in bar:
                 seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
                 if sample_id(seed, split, task, frames, height, width, motion, *looks) not in writer.done:
                     writer.add(make_pair(seed, split, task, frames, height, width, motion=motion,
-                                         leaves=leaves, camouflage=camouflage))
+                                         leaves=leaves, camouflage=camouflage, photos=photos))
             written[split] = count
     return written

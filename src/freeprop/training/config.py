@@ -60,6 +60,7 @@ class DataConfig:
     synthetic_pairs: int = 0
     leaves: float = 0.0  # with synthetic_pairs: share of worlds/objects drawn as dead leaves (stage 6)
     camouflage: float = 0.0  # with synthetic_pairs: share of objects drawn like their world (stage 8)
+    photos: float = 0.0  # with synthetic_pairs (train): share cut from training photographs (stage 10)
     # with synthetic_pairs: each pair's motion is scaled by a factor drawn uniformly from [1, motion_max]
     # (from the pair's seed; 1 = as `freeprop data synth` renders it); faster motion for stage 7
     motion_max: float = 1.0
@@ -68,6 +69,7 @@ class DataConfig:
     def __post_init__(self):
         require(self, "data", num_frames=(1, None), height=(2, None), width=(2, None), num_workers=(0, None),
                 synthetic_pairs=(0, 1_000_000), leaves=(0.0, 1.0), camouflage=(0.0, 1.0),
+                photos=(0.0, 1.0),
                 motion_max=(1.0, 4.0))
         if self.fps is not None and self.fps <= 0:
             raise FreePropInputError(f"data.fps must be > 0 (or null to keep each pair's rate), got {self.fps}")
