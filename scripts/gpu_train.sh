@@ -11,7 +11,8 @@
 #   deep  — the `small-deep` preset (4 blocks) from scratch, the same two stages
 #   camouflage — the bundled model, stage 9's recipe (configs/small-gpu-camouflage.yaml: stage 8's dead
 #            leaves, objects drawn like their world, faster motion and σ where the one-step sampler looks,
-#            at the GPU's batch); packed at the bundle's sampling (1 step × 4 samples, identity correction 0.5)
+#            at the GPU's batch); packed at the bundle's stored sampling. PHOTOS=P adds stage 10's training
+#            photographs (data.photos=P; the GPU image needs mahotas' and PyWavelets' wheels carried too)
 # Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
 # writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
 # metrics; cat them to untar) and logs.txt.
@@ -48,7 +49,7 @@ warm() {
 }
 camouflage() {
   train camouflage "$BUDGET" configs/small-gpu-camouflage.yaml model.pipeline=src/freeprop/assets/freeprop-small \
-    max_steps="${STEPS[0]}" batch_size="${BATCH[0]}"
+    max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" data.photos="${PHOTOS:-0}"
 }
 for variant in "${VARIANTS[@]}"; do
   case $variant in
@@ -65,7 +66,10 @@ pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
 for run in warm small small-stage1 deep deep-stage1 camouflage; do  # stage 1 brings back its files, not its weights
   sampling="--steps 2"
-  if [[ $run == camouflage ]]; then sampling="--steps 1 --samples 4 --identity-correction 0.5"; fi  # the bundle's own
+  if [[ $run == camouflage ]]; then  # the bundle's own stored sampling
+    sampling=$(python3 -c 'import json; c = json.load(open("src/freeprop/assets/freeprop-small/model_index.json"))
+print("--steps %s --samples %s --identity-correction %s" % (c["num_inference_steps"], c["num_samples"], c["identity_correction"]))')
+  fi
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
   mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
 done
