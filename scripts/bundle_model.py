@@ -1,10 +1,11 @@
 """Copy a trained `small` run into the package as the bundled default model.
 
-    python scripts/bundle_model.py runs/small --steps N [--samples K] [--identity-correction C] [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
+    python scripts/bundle_model.py runs/small [--steps N] [--samples K] [--identity-correction C] [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
 
 Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
-clip (64×64, 17 frames) in `model_index.json`, and saves it with safetensors, in fp16 by default
-(the AlphaPredictor and the norms stay fp32, as diffusers keeps them). The package budget is 20 MB.
+clip (64×64, 17 frames) and the sampling chosen for it (an option not given keeps what `RUN/pipeline`
+stores: the sampling of the pipeline the run started from) in `model_index.json`, and saves it with
+safetensors, in fp16 by default (the AlphaPredictor and the norms stay fp32, as diffusers keeps them). The package budget is 20 MB.
 The run's `config.json` and `summary.json` are copied beside it for provenance.
 """
 
@@ -22,10 +23,8 @@ parser.add_argument("run")
 parser.add_argument(
     "--dtype", choices=["fp16", "fp32"], default="fp16", help="stored weights (fp16 halves the size)"
 )
-parser.add_argument(
-    "--steps", type=int, required=True, help="the model's default sampling steps (chosen on the val split)"
-)
-parser.add_argument("--samples", type=int, default=1, help="samples averaged per window (chosen on the val split)")
+parser.add_argument("--steps", type=int, help="the model's default sampling steps (chosen on the val split)")
+parser.add_argument("--samples", type=int, help="samples averaged per window (chosen on the val split)")
 parser.add_argument("--identity-correction", type=float,
                     help="share of the model's change to an unedited video taken off (chosen on the val split)")
 parser.add_argument(
@@ -34,15 +33,14 @@ parser.add_argument(
 args = parser.parse_args()
 
 run, out = Path(args.run), Path(args.out)
+sampling = {"num_inference_steps": args.steps, "num_samples": args.samples, "identity_correction": args.identity_correction}
 config = json.loads((run / "config.json").read_text())
 pipe = FreePropPipeline.from_pretrained(
     run / "pipeline",
     torch_dtype=torch.float16 if args.dtype == "fp16" else torch.float32,
     sample_size=[config["data"]["height"], config["data"]["width"]],
     window_frames=config["data"]["num_frames"],
-    num_inference_steps=args.steps,
-    num_samples=args.samples,
-    identity_correction=args.identity_correction,
+    **{k: v for k, v in sampling.items() if v is not None},  # None: what RUN/pipeline stores
 )
 shutil.rmtree(out, ignore_errors=True)
 pipe.save_pretrained(out)

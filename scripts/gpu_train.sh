@@ -65,11 +65,8 @@ wait
 pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
 for run in warm small small-stage1 deep deep-stage1 camouflage; do  # stage 1 brings back its files, not its weights
-  sampling="--steps 2"
-  if [[ $run == camouflage ]]; then  # the bundle's own stored sampling
-    sampling=$(python3 -c 'import json; c = json.load(open("src/freeprop/assets/freeprop-small/model_index.json"))
-print("--steps %s --samples %s --identity-correction %s" % (c["num_inference_steps"], c["num_samples"], c["identity_correction"]))')
-  fi
+  sampling="--steps 2 --samples 1 --identity-correction 0"
+  if [[ $run == camouflage ]]; then sampling=""; fi  # the sampling its pipeline stores: the bundle's it started from
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
   mkdir -p "$pack/$run" && cp "$RUNS/$run"/{metrics.jsonl,summary.json,config.json} "$pack/$run/" 2>/dev/null || true
 done

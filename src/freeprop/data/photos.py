@@ -36,6 +36,14 @@ TRAIN_PHOTOS = {
 INSTALL = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "mahotas": "mahotas", "pywt": "PyWavelets"}
 
 
+def _source(name: str) -> tuple[str, str]:
+    """(package, file) of photo `name`, of PHOTOS or TRAIN_PHOTOS."""
+    source = PHOTOS.get(name) or TRAIN_PHOTOS.get(name)
+    if source is None:
+        raise FreePropInputError(f"unknown photo {name!r}; choose one of {', '.join([*PHOTOS, *TRAIN_PHOTOS])}")
+    return source
+
+
 def _package_file(package: str, filename: str) -> Path:
     """`filename` inside installed `package`, found without importing it."""
     spec = importlib.util.find_spec(package)
@@ -68,9 +76,7 @@ def _read(package: str, filename: str) -> np.ndarray:
 @cache
 def load_photo(name: str) -> np.ndarray:
     """Photo `name` (of PHOTOS or TRAIN_PHOTOS) as float32 RGB [H, W, 3] in [0, 255] (cached; read-only)."""
-    source = PHOTOS.get(name) or TRAIN_PHOTOS.get(name)
-    if source is None:
-        raise FreePropInputError(f"unknown photo {name!r}; choose one of {', '.join([*PHOTOS, *TRAIN_PHOTOS])}")
+    source = _source(name)
     try:
         image = _read(*source)
     except ImportError as e:
@@ -82,4 +88,4 @@ def load_photo(name: str) -> np.ndarray:
 
 def is_grey(name: str) -> bool:
     """Whether photo `name` has no colour of its own (`_photo_texture` then maps it onto a colour ramp)."""
-    return (PHOTOS.get(name) or TRAIN_PHOTOS[name])[1].endswith(".npz")
+    return _source(name)[1].endswith(".npz")
