@@ -86,6 +86,17 @@ def test_bad_input_is_one_clear_line_in_the_page(server, clip, case, message):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def wait_for_text(page, text, timeout_ms):
+    """Wait for `text` in the page; on a time-out, fail with what the page's note says instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).wait_for(timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pytest.fail(f"{text!r} not shown in {timeout_ms / 1000:.0f} s; the note says "
+                    f"{page.locator('#note').inner_text()!r}")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 def test_the_page_in_headless_chromium_shows_the_result_video(server, clip, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -95,12 +106,13 @@ def test_the_page_in_headless_chromium_shows_the_result_video(server, clip, tmp_
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
         page = browser.new_page()
         page.goto(server)
-        # 1. Upload the video: frame 0 appears in the editor and as a download.
-        page.locator("input[type=file]").first.set_input_files(str(clip / "clip.mp4"))
-        page.get_by_text("Frame 0: 32x48").wait_for(timeout=60_000)
+        # 1. Upload the video: frame 0 appears in the editor and as a download. The source's own file
+        # input, by id: the page's components load in no fixed order, and the editor has one too.
+        page.locator("#source input[type=file]").set_input_files(str(clip / "clip.mp4"))
+        wait_for_text(page, "Frame 0: 32x48", 60_000)
         # 2. Propagate frame 0 as it is (flow-warp: no model), 3. the result video appears.
         page.locator("#propagate").click()
-        page.get_by_text("Done: 9 frames at 32x48").wait_for(timeout=120_000)
+        wait_for_text(page, "Done: 9 frames at 32x48", 120_000)
         video = page.locator("#comparison video")
         video.wait_for(timeout=30_000)
         assert "comparison" in (video.get_attribute("src") or "")

@@ -143,7 +143,7 @@ def build_app(app: App | None = None) -> gr.Blocks:
         gr.Markdown("# FreeProp\nEdit the first frame of a video; FreeProp carries the edit through the "
                     "whole video, keeping the source motion.")
         with gr.Row():
-            source = gr.Video(label="1. Source video", sources=["upload"], format=None)
+            source = gr.Video(label="1. Source video", sources=["upload"], format=None, elem_id="source")
             frame0_file = gr.File(label="Frame 0 (PNG, to edit in any image editor)", interactive=False)
         note = gr.Markdown("Upload a video to start.", elem_id="note")
         edited = gr.ImageEditor(label="2. Edited frame 0 (draw here, or upload your edited frame)",
