@@ -16,7 +16,11 @@
 With `--by-speed`, only the edit sensitivity of each local pair at the model's stored sampling, against
 the speed of its edit (the edit mask's centroid, px/frame): their correlation and the mean
 sensitivity of slow (< 0.6 px/frame) and fast (≥ 2) edits. With `--by-frame`, only the edit
-sensitivity of each frame t ≥ 1 (the model's stored sampling), averaged over the local pairs.
+sensitivity of each frame t ≥ 1 (the model's stored sampling), averaged over the local pairs, and the
+masked PSNR inside the edit of each frame t ≥ 0 (MSE pooled over the pairs) of the model's raw output
+(frame 0 not replaced by ẑ: how well it reproduces the frame it is given), of flow-warp and of copying
+the source; and the PSNR at which a linear read-out, fitted on the validation split's frame-0 tokens,
+recovers the edit's residual from the network's patch embedding (is the edit still in its input?).
 
     python benchmarks/diagnose.py MODEL_FOLDER [--pairs 12] [--data data/synth --split test]
     python benchmarks/diagnose.py MODEL_FOLDER --by-speed --pairs 48 --split real
@@ -26,12 +30,15 @@ sensitivity of each frame t ≥ 1 (the model's stored sampling), averaged over t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
 from freeprop.errors import run_script
 from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr
@@ -53,11 +60,12 @@ def sample(pipe, source, first, steps, seed=0):
     ).frames
 
 
-def edit_change(pipe, pair, steps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(|out(ẑ) − out(src₀)|, |target − source|): float [F, H, W, 3] each, the same noise for both samples."""
+def edit_change(pipe, pair, steps: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(out(ẑ), |out(ẑ) − out(src₀)|, |target − source|): float [F, H, W, 3] each, the same noise for both
+    samples."""
     with_edit = sample(pipe, pair.source, pair.target[0], steps).astype(np.float32)
     without = sample(pipe, pair.source, pair.source[0], steps).astype(np.float32)
-    return np.abs(with_edit - without), np.abs(pair.target.astype(np.float32) - pair.source)
+    return with_edit, np.abs(with_edit - without), np.abs(pair.target.astype(np.float32) - pair.source)
 
 
 def pair_sensitivity(pipe, pair, steps: int | None) -> float:
@@ -65,20 +73,31 @@ def pair_sensitivity(pipe, pair, steps: int | None) -> float:
     mask = pair.mask[1:] > 0
     if not mask.any():
         return float("nan")
-    moved, truth = edit_change(pipe, pair, steps)
+    _, moved, truth = edit_change(pipe, pair, steps)
     return float(moved[1:][mask].mean() / truth[1:][mask].mean())
 
 
-def sensitivity_by_frame(pipe, pairs, min_pixels: int = 10) -> list[float]:
-    """Edit sensitivity (the model's stored sampling) of each frame t ≥ 1, averaged over the pairs whose
-    mask covers at least `min_pixels` pixels of that frame: does the edit fade as the clip goes on?"""
-    rows = []
+def by_frame(pipe, pairs, min_pixels: int = 10) -> dict[str, list[float]]:
+    """Per frame, over the pairs whose mask covers at least `min_pixels` pixels of it: the edit sensitivity
+    (frames t ≥ 1; does the edit fade as the clip goes on?) and the masked PSNR (frames t ≥ 0, MSE pooled)
+    of the model's raw output, of flow-warp (residual) and of the source: is the edit carried precisely
+    where nothing has moved yet?"""
+    sensitivity, errors = [], {"model": [], "flow-warp": [], "copy-source": []}
     for pair in pairs:
-        moved, truth = edit_change(pipe, pair, None)
-        masks = pair.mask > 0
-        rows.append([moved[t][masks[t]].mean() / truth[t][masks[t]].mean() if masks[t].sum() >= min_pixels
-                     else np.nan for t in range(1, len(masks))])
-    return [float(v) for v in np.nanmean(np.array(rows, np.float64), 0)]
+        out, moved, truth = edit_change(pipe, pair, None)
+        masks, target = pair.mask > 0, pair.target.astype(np.float32)
+        outputs = {"model": out, "flow-warp": propagate(pair.source, pair.target[0]), "copy-source": pair.source}
+        enough = [masks[t].sum() >= min_pixels for t in range(len(masks))]
+        sensitivity.append([moved[t][masks[t]].mean() / truth[t][masks[t]].mean() if enough[t] else np.nan
+                            for t in range(1, len(masks))])
+        for name, frames in outputs.items():
+            squared = (frames.astype(np.float32) - target) ** 2
+            errors[name].append([squared[t][masks[t]].mean() if enough[t] else np.nan for t in range(len(masks))])
+    result = {"sensitivity": [float(v) for v in np.nanmean(np.array(sensitivity, np.float64), 0)]}
+    for name, rows in errors.items():
+        result[f"masked_psnr_{name}"] = [float(10 * np.log10(255**2 / v))
+                                         for v in np.nanmean(np.array(rows, np.float64), 0)]
+    return result
 
 
 def edit_sensitivity(pipe, pairs, steps: int | None) -> float:
@@ -113,6 +132,42 @@ def identity_psnr(pipe, pairs) -> float:
     """Mean over pairs of PSNR(out(src₀), source) on frames ≥ 1: what the model changes with no edit."""
     outs = [pipe(p.source, p.source[0], generator=torch.Generator().manual_seed(0)).frames for p in pairs]
     return float(np.mean([psnr(o[1:], p.source[1:]) for o, p in zip(outs, pairs)]))
+
+
+@torch.no_grad()
+def frame0_tokens(pipe, pairs, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame-0 tokens of `pairs`: the patch embedding of [noise | z_src | ẑ | M] `(N, D)`, the edit's
+    residual ẑ − z_src per token `(N, C·p²)` and the share of each token's pixels inside the edit `(N,)`."""
+    embed, patch = pipe.transformer.patch_embedding, pipe.transformer.config.patch_size[-1]
+    pixels = pipe.codec.spatial_factor * patch  # a token's side in pixels
+    hidden, residual, share = [], [], []
+    for pair in pairs:
+        z_first, z_src = latents(pipe, pair)[2:]  # (1, C, 1, h, w) each
+        noise = torch.randn(z_src.shape, generator=generator)
+        x = build_ffp_input(noise, z_src, z_first, pipe.transformer.mask_channels).to(embed.weight.dtype)
+        hidden.append(embed(x)[0, :, 0].flatten(1).T.float())  # (tokens, D)
+        edit = F.pixel_unshuffle((z_first - z_src)[:, :, 0], patch)  # (1, C·p², h/p, w/p)
+        residual.append(edit[0].flatten(1).T)
+        mask = torch.from_numpy((pair.mask[:1] > 0).astype(np.float32))[None]  # (1, 1, H, W)
+        share.append(F.avg_pool2d(mask, pixels).flatten())
+    return torch.cat(hidden), torch.cat(residual), torch.cat(share)
+
+
+def embedding_readout_psnr(pipe, fit_pairs, pairs, ridge: float = 1e-3) -> float:
+    """PSNR (grey levels, so for a pixel codec, whose latents are pixels in [-1, 1]) at which a linear map,
+    fitted by ridge regression on `fit_pairs`' frame-0 tokens, reads the edit's residual ẑ − z_src back
+    out of the patch embedding of `pairs`' frame-0 tokens that lie mostly (> ½) inside the edit: does the
+    network's input still hold the edit it is asked to render?"""
+    generator = torch.Generator().manual_seed(0)
+    hidden, residual, _ = frame0_tokens(pipe, fit_pairs, generator)
+    design = torch.cat([hidden, torch.ones(len(hidden), 1)], 1).double()
+    gram = design.T @ design + ridge * torch.eye(design.shape[1], dtype=torch.float64)
+    readout = torch.linalg.solve(gram, design.T @ residual.double())
+    hidden, residual, share = frame0_tokens(pipe, pairs, generator)
+    inside = share > 0.5
+    predicted = torch.cat([hidden, torch.ones(len(hidden), 1)], 1).double() @ readout
+    mse = float(((predicted - residual)[inside] ** 2).mean()) * 127.5**2
+    return float(10 * np.log10(255**2 / mse))
 
 
 def latents(pipe, pair):
@@ -184,6 +239,14 @@ def attention_to_first_frame(pipe, pairs, sigma: float = 0.5) -> list[float]:
     return [float(np.mean(shares[i])) for i in sorted(shares)]
 
 
+def first_frames(pair, frames: int | None):
+    """`pair` cut to its first `frames` frames (None: as it is)."""
+    if frames is None:
+        return pair
+    mask = None if pair.mask is None else pair.mask[:frames]
+    return dataclasses.replace(pair, source=pair.source[:frames], target=pair.target[:frames], mask=mask)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -197,20 +260,26 @@ def main():
                         help="sampling steps of the edit-sensitivity measurement (default 4, as docs/model.md's "
                         "figures; 0 = the model's own sampling, as --by-speed and --by-frame use)")
     parser.add_argument("--by-speed", action="store_true", help="only edit sensitivity against the edit's speed")
-    parser.add_argument("--by-frame", action="store_true", help="only edit sensitivity of each frame t ≥ 1")
+    parser.add_argument("--by-frame", action="store_true", help="only edit sensitivity and masked PSNR of each frame")
+    parser.add_argument("--frames", type=int, help="only the first N frames of each clip (a model trained on "
+                        "N-frame clips; default: all)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
     pipe = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
     dataset = PairDataset(args.data, split=args.split)
-    pairs = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
+    pairs = [first_frames(dataset[i], args.frames) for i in range(min(args.pairs, len(dataset)))]
     local = [p for p in pairs if p.mask is not None]
     if args.by_speed:
         return report({"model": args.model, "split": args.split, **sensitivity_by_speed(pipe, local)}, args.out)
     if args.by_frame:
-        by_frame = sensitivity_by_frame(pipe, local)
-        return report({"model": args.model, "split": args.split, "pairs": len(local), "by_frame": by_frame}, args.out)
+        frames = by_frame(pipe, local)
+        val = PairDataset(args.data, split="val")
+        fit = [first_frames(p, args.frames) for p in (val[i] for i in range(min(args.pairs, len(val))))
+               if p.mask is not None]
+        frames["embedding_readout_psnr"] = embedding_readout_psnr(pipe, fit, local)
+        return report({"model": args.model, "split": args.split, "pairs": len(local), **frames}, args.out)
     frames = pipe.codec.encode(to_tensor(pairs[0].source)[None]).shape[2]
     result = {
         "model": args.model,

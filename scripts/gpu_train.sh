@@ -13,6 +13,9 @@
 #            leaves, objects drawn like their world, faster motion and σ where the one-step sampler looks,
 #            at the GPU's batch); packed at the bundle's stored sampling. PHOTOS=P adds stage 10's training
 #            photographs (data.photos=P; the GPU image needs mahotas' and PyWavelets' wheels carried too)
+#   fine  — the `small-fine` preset (4×4-pixel tokens) from scratch: 5-frame clips with stage 10's data
+#            (configs/small-fine-stage1.yaml), then stage 9's GPU recipe on 17-frame clips with the
+#            training photographs (FINE_STEPS="N1 N2", default "800 2000"; docs/model.md says why)
 # Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
 # writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
 # metrics; cat them to untar) and logs.txt.
@@ -24,9 +27,9 @@ RUNS=runs/gpu
 mkdir -p "$OUT" "$RUNS"
 
 if [[ -n "${SMOKE:-}" ]]; then
-  STEPS=(4 3 3) BATCH=(2 2) COMMON="mixed_precision=no data.num_workers=1"
+  STEPS=(4 3 3) BATCH=(2 2) FINE_STEPS=(3 3) COMMON="mixed_precision=no data.num_workers=1"
 else  # steps sized for ≈ 7 steps/s at 17 frames (4 render workers ≈ 240 pairs/s) and ≈ 6 at 5 frames (batch 64)
-  STEPS=(${WARM_STEPS:-2600} 800 1900) BATCH=(32 64) COMMON="mixed_precision=bf16 data.num_workers=$((12 / ${#VARIANTS[@]}))"
+  STEPS=(${WARM_STEPS:-2600} 800 1900) BATCH=(32 64) FINE_STEPS=(${FINE_STEPS:-800 2000}) COMMON="mixed_precision=bf16 data.num_workers=$((12 / ${#VARIANTS[@]}))"
 fi
 COMMON="$COMMON full_finetune=true data.synthetic_pairs=1000000 save_every=500 log_every=50"
 train() {  # NAME SECONDS ARGS...: one `freeprop train`, stopped with SIGTERM after SECONDS at the latest
@@ -51,12 +54,20 @@ camouflage() {
   train camouflage "$BUDGET" configs/small-gpu-camouflage.yaml model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" data.photos="${PHOTOS:-0}"
 }
+fine() {  # 5-frame stage from scratch at the 5-frame batch, then 17 frames from its pipeline
+  local start=$SECONDS
+  train fine-stage1 $((BUDGET / 3)) configs/small-fine-stage1.yaml max_steps="${FINE_STEPS[0]}" \
+    batch_size="${BATCH[1]}"
+  train fine $((BUDGET - (SECONDS - start))) configs/small-gpu-camouflage.yaml \
+    model.pipeline="$RUNS/fine-stage1/pipeline" data.photos=0.5 max_steps="${FINE_STEPS[1]}" batch_size="${BATCH[0]}"
+}
 for variant in "${VARIANTS[@]}"; do
   case $variant in
     warm) warm & ;;
     camouflage) camouflage & ;;
     small) two_stages small small & ;;
     deep) two_stages deep small-deep & ;;
+    fine) fine & ;;
   esac
 done
 wait
@@ -64,7 +75,7 @@ wait
 # Pack: each final pipeline in fp16 (scripts/bundle_model.py) with its run's files; split under 16 MiB.
 pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
-for run in warm small small-stage1 deep deep-stage1 camouflage; do  # stage 1 brings back its files, not its weights
+for run in warm small small-stage1 deep deep-stage1 camouflage fine fine-stage1; do  # stage 1 brings back its files, not its weights
   sampling="--steps 2 --samples 1 --identity-correction 0"
   if [[ $run == camouflage ]]; then sampling=""; fi  # the sampling its pipeline stores: the bundle's it started from
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null

@@ -51,18 +51,20 @@ def test_sensitivity_by_speed_pairs_each_edit_with_its_speed(monkeypatch):
     assert result["mean_speed"] == pytest.approx(1.675)
 
 
-def test_sensitivity_by_frame_follows_a_fading_edit():
-    """A model that carries the first-frame edit at weight 1, 0.5, 0.25 on frames 1, 2, 3 (and nothing
-    else), on pairs whose truth adds the same edit to every frame: the per-frame sensitivity is those
-    weights; a frame whose mask is too small is left out of its average."""
+def test_by_frame_follows_a_fading_edit(monkeypatch):
+    """A model that carries the first-frame edit at weight 0.5, 0.9, 0.5, 0.25 on frames 0 to 3 (and
+    nothing else), on pairs whose truth adds the same edit of 30 grey levels to every frame: the per-frame
+    sensitivity is those weights, the masked PSNR that of an error of (1 − weight)·30; a frame whose mask
+    is too small is left out of its average. Flow-warp is replaced by a method that carries half the edit."""
     import diagnose
 
-    weights = np.array([1.0, 1.0, 0.5, 0.25])
+    weights = np.array([0.5, 0.9, 0.5, 0.25])
 
     def pipe(source, first, num_inference_steps, replace_first_frame, generator):
         edit = first.astype(np.float32) - source[0]
         return SimpleNamespace(frames=source + weights[:, None, None, None] * edit)
 
+    monkeypatch.setattr(diagnose, "propagate", lambda source, first: source + 0.5 * (first - source[0]))
     rng = np.random.default_rng(0)
     pairs = []
     for leaving in (False, True):
@@ -75,8 +77,16 @@ def test_sensitivity_by_frame_follows_a_fading_edit():
             mask[3, 2:4, 2:4] = 255
             target[3] = source[3] + 60.0 * (mask[3, ..., None] > 0)
         pairs.append(SimpleNamespace(source=source, target=target, mask=mask))
-    assert diagnose.sensitivity_by_frame(pipe, pairs) == pytest.approx([1.0, 0.5, 0.25])
-    assert diagnose.pair_sensitivity(pipe, pairs[0], None) == pytest.approx(np.mean([1.0, 0.5, 0.25]))
+    result = diagnose.by_frame(pipe, pairs)
+
+    def psnr_of(error):
+        return 10 * np.log10(255**2 / error**2)
+
+    assert result["sensitivity"] == pytest.approx([0.9, 0.5, 0.25])
+    assert result["masked_psnr_model"] == pytest.approx([psnr_of((1 - w) * 30) for w in weights])
+    assert result["masked_psnr_flow-warp"] == pytest.approx([psnr_of(15)] * 4)
+    assert result["masked_psnr_copy-source"] == pytest.approx([psnr_of(30)] * 4)
+    assert diagnose.pair_sensitivity(pipe, pairs[0], None) == pytest.approx(np.mean([0.9, 0.5, 0.25]))
 
 
 def test_a_wrong_model_path_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
@@ -94,3 +104,31 @@ def test_a_wrong_model_path_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys
 
     with pytest.raises(RuntimeError):
         run_script(broken, "diagnose.py")
+
+
+def test_embedding_readout_reads_the_edit_only_where_the_embedding_keeps_it():
+    """A patch embedding that copies z_src and ẑ lets a linear read-out recover ẑ − z_src (up to the ridge
+    term); one that drops ẑ leaves only what z_src predicts of the edit."""
+    import diagnose
+    import torch
+
+    from freeprop.codecs import PixelCodec
+
+    codec, channels, patch = PixelCodec(2), 12, 2
+    pairs = [make_pair(s, "val", t, frames=3, height=32, width=32) for s in range(6) for t in ("swap", "modification")]
+
+    def pipe_keeping(keep_first: bool):
+        embed = torch.nn.Conv3d(3 * channels + 1, 2 * channels * patch * patch, (1, patch, patch), (1, patch, patch),
+                                bias=False)
+        weight = torch.zeros_like(embed.weight)
+        kept = list(range(channels, 3 * channels if keep_first else 2 * channels))  # z_src (and ẑ) channels
+        for out, (c, i, j) in enumerate((c, i, j) for c in kept for i in range(patch) for j in range(patch)):
+            weight[out, c, 0, i, j] = 1.0
+        embed.weight.data = weight
+        config = SimpleNamespace(patch_size=(1, patch, patch))
+        return SimpleNamespace(codec=codec, transformer=SimpleNamespace(patch_embedding=embed, mask_channels=1,
+                                                                        config=config))
+
+    kept = diagnose.embedding_readout_psnr(pipe_keeping(True), pairs[:8], pairs[8:])
+    dropped = diagnose.embedding_readout_psnr(pipe_keeping(False), pairs[:8], pairs[8:])
+    assert kept > 45 and dropped < 30, (kept, dropped)
