@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
-from freeprop.errors import run_script
+from freeprop.errors import FreePropInputError, run_script
 from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr
 from freeprop.models.transformer import build_ffp_input
 from freeprop.pipeline import TEXT_TOKENS, load_pipeline
@@ -265,6 +265,8 @@ def main():
                         "N-frame clips; default: all)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
+    if args.frames is not None and args.frames < 2:
+        raise FreePropInputError(f"--frames {args.frames}: a clip needs frame 0 and at least one more")
 
     pipe = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)

@@ -99,6 +99,11 @@ def test_a_wrong_model_path_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.startswith("diagnose.py: error: ") and "missing" in err and err.count("\n") == 1
 
+    monkeypatch.setattr(sys, "argv", ["diagnose.py", str(tmp_path), "--by-frame", "--frames", "1"])
+    assert run_script(diagnose.main, "diagnose.py") == 2  # before any model is loaded
+    err = capsys.readouterr().err
+    assert "--frames 1" in err and err.count("\n") == 1
+
     def broken():  # a bug, not a user error, keeps its traceback
         raise RuntimeError("bug")
 
