@@ -15,7 +15,7 @@
 #            photographs (data.photos=P; the GPU image needs mahotas' and PyWavelets' wheels carried too)
 #   fine  — the `small-fine` preset (4×4-pixel tokens) from scratch: 5-frame clips with stage 10's data
 #            (configs/small-fine-stage1.yaml), then stage 9's GPU recipe on 17-frame clips with the
-#            training photographs (FINE_STEPS="N1 N2", default "800 2000"; docs/model.md says why)
+#            training photographs at stage 3's lr 3e-4 (FINE_STEPS="N1 N2", default "800 2000"; docs/model.md)
 # Each stage stops at its step count or, at the latest, its share of SECONDS (SIGTERM: it saves and
 # writes its pipeline). OUT gets runs.tgz.part-* (each run's fp16 pipeline, config, summary and
 # metrics; cat them to untar) and logs.txt.
@@ -59,7 +59,8 @@ fine() {  # 5-frame stage from scratch at the 5-frame batch, then 17 frames from
   train fine-stage1 $((BUDGET / 3)) configs/small-fine-stage1.yaml max_steps="${FINE_STEPS[0]}" \
     batch_size="${BATCH[1]}"
   train fine $((BUDGET - (SECONDS - start))) configs/small-gpu-camouflage.yaml \
-    model.pipeline="$RUNS/fine-stage1/pipeline" data.photos=0.5 max_steps="${FINE_STEPS[1]}" batch_size="${BATCH[0]}"
+    model.pipeline="$RUNS/fine-stage1/pipeline" data.photos=0.5 max_steps="${FINE_STEPS[1]}" batch_size="${BATCH[0]}" \
+    optim.lr=3e-4 optim.warmup_steps=100  # stage 3's rate: this start has seen 5-frame clips only
 }
 for variant in "${VARIANTS[@]}"; do
   case $variant in
