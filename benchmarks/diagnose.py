@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
 from freeprop.errors import FreePropInputError, run_script
-from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr
+from freeprop.eval.metrics.ground_truth import flicker_ratio, psnr, psnr_from_mse
 from freeprop.models.transformer import build_ffp_input
 from freeprop.pipeline import TEXT_TOKENS, load_pipeline
 from freeprop.training.losses import add_noise
@@ -95,8 +95,7 @@ def by_frame(pipe, pairs, min_pixels: int = 10) -> dict[str, list[float]]:
             errors[name].append([squared[t][masks[t]].mean() if enough[t] else np.nan for t in range(len(masks))])
     result = {"sensitivity": [float(v) for v in np.nanmean(np.array(sensitivity, np.float64), 0)]}
     for name, rows in errors.items():
-        result[f"masked_psnr_{name}"] = [float(10 * np.log10(255**2 / v))
-                                         for v in np.nanmean(np.array(rows, np.float64), 0)]
+        result[f"masked_psnr_{name}"] = [psnr_from_mse(v) for v in np.nanmean(np.array(rows, np.float64), 0)]
     return result
 
 
@@ -142,7 +141,7 @@ def frame0_tokens(pipe, pairs, generator: torch.Generator) -> tuple[torch.Tensor
     pixels = pipe.codec.spatial_factor * patch  # a token's side in pixels
     hidden, residual, share = [], [], []
     for pair in pairs:
-        z_first, z_src = latents(pipe, pair)[2:]  # (1, C, 1, h, w) each
+        z_first, z_src = (pipe.codec.encode(to_tensor(v[:1])[None]) for v in (pair.target, pair.source))  # (1, C, 1, h, w)
         noise = torch.randn(z_src.shape, generator=generator)
         x = build_ffp_input(noise, z_src, z_first, pipe.transformer.mask_channels).to(embed.weight.dtype)
         hidden.append(embed(x)[0, :, 0].flatten(1).T.float())  # (tokens, D)
@@ -158,16 +157,18 @@ def embedding_readout_psnr(pipe, fit_pairs, pairs, ridge: float = 1e-3) -> float
     fitted by ridge regression on `fit_pairs`' frame-0 tokens, reads the edit's residual ẑ − z_src back
     out of the patch embedding of `pairs`' frame-0 tokens that lie mostly (> ½) inside the edit: does the
     network's input still hold the edit it is asked to render?"""
+    def with_bias(hidden):
+        return torch.cat([hidden, torch.ones(len(hidden), 1)], 1).double()
+
     generator = torch.Generator().manual_seed(0)
     hidden, residual, _ = frame0_tokens(pipe, fit_pairs, generator)
-    design = torch.cat([hidden, torch.ones(len(hidden), 1)], 1).double()
+    design = with_bias(hidden)
     gram = design.T @ design + ridge * torch.eye(design.shape[1], dtype=torch.float64)
     readout = torch.linalg.solve(gram, design.T @ residual.double())
     hidden, residual, share = frame0_tokens(pipe, pairs, generator)
     inside = share > 0.5
-    predicted = torch.cat([hidden, torch.ones(len(hidden), 1)], 1).double() @ readout
-    mse = float(((predicted - residual)[inside] ** 2).mean()) * 127.5**2
-    return float(10 * np.log10(255**2 / mse))
+    error = with_bias(hidden) @ readout - residual
+    return psnr_from_mse(float((error[inside] ** 2).mean()) * 127.5**2)
 
 
 def latents(pipe, pair):

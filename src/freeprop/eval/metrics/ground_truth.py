@@ -35,6 +35,11 @@ def psnr(output: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None)
         mse = err[keep].mean()
     else:
         mse = err.mean()
+    return psnr_from_mse(mse)
+
+
+def psnr_from_mse(mse: float) -> float:
+    """10·log10(255² / MSE) in dB for an MSE in grey levels²; inf for 0."""
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
