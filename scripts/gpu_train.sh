@@ -77,6 +77,7 @@ wait
 pack=$RUNS/pack
 rm -rf "$pack" && mkdir -p "$pack"
 for run in warm small small-stage1 deep deep-stage1 camouflage fine fine-stage1; do  # stage 1 brings back its files, not its weights
+  [[ -d $RUNS/$run ]] || continue  # a variant not run this time
   sampling="--steps 2 --samples 1 --identity-correction 0"
   if [[ $run == camouflage ]]; then sampling=""; fi  # the sampling its pipeline stores: the bundle's it started from
   [[ $run != *stage1 && -d $RUNS/$run/pipeline ]] && python3 scripts/bundle_model.py "$RUNS/$run" $sampling --out "$pack/$run" >/dev/null
