@@ -279,8 +279,7 @@ def main():
     if args.by_frame:
         frames = by_frame(pipe, local)
         val = PairDataset(args.data, split="val")
-        fit = [first_frames(p, args.frames) for p in (val[i] for i in range(min(args.pairs, len(val))))
-               if p.mask is not None]
+        fit = [p for p in (val[i] for i in range(min(args.pairs, len(val)))) if p.mask is not None]  # frame 0 only
         frames["embedding_readout_psnr"] = embedding_readout_psnr(pipe, fit, local)
         return report({"model": args.model, "split": args.split, "pairs": len(local), **frames}, args.out)
     frames = pipe.codec.encode(to_tensor(pairs[0].source)[None]).shape[2]
