@@ -2,6 +2,7 @@
 
 Used by every YAML edge (training recipes, the data-pipeline build config): unknown keys and wrong
 types are rejected with the key named (PyYAML's "3e-3"-is-a-string quirk is accepted for floats).
+A recipe may start from another (`base: small-photos`) and give only what it changes.
 """
 
 from __future__ import annotations
@@ -117,17 +118,43 @@ def find_config(spec: str | Path) -> Path:
     )
 
 
+BASE_KEY = "base"  # a recipe's `base: NAME` reads NAME first and overrides it (a path, or a shipped recipe's name)
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """`child` over `base`, section by section (a mapping in both is merged; anything else is replaced)."""
+    merged = dict(base)
+    for key, value in child.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merge(base[key], value) if both else value
+    return merged
+
+
+def read_recipe(spec: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML recipe as a dict, its `base` chain resolved: a base named by path is relative to the recipe's
+    folder first, then to the working directory, then a shipped recipe of that name."""
+    path = find_config(spec).resolve()
+    if path in _chain:
+        raise FreePropInputError(f"{path}: its base chain comes back to itself ({' → '.join(p.name for p in _chain)})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise FreePropInputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise FreePropInputError(f"{path}: a config is a YAML mapping of keys, not a {type(data).__name__}")
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise FreePropInputError(f"{path}: {BASE_KEY} must name one recipe, got {base!r}")
+    beside = path.parent / base
+    return _merge(read_recipe(beside if beside.is_file() else base, (*_chain, path)), data)
+
+
 def load_dataclass(cls, path: str | Path | None, overrides: list[str] = ()):
-    """Read a YAML file (or start from defaults with `path=None`), apply `key=value` overrides, build `cls`."""
-    data: dict = {}
-    if path is not None:
-        path = find_config(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise FreePropInputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise FreePropInputError(f"{path}: a config is a YAML mapping of keys, not a {type(data).__name__}")
+    """Read a YAML recipe and its bases (or start from defaults with `path=None`), apply `key=value`
+    overrides, build `cls`."""
+    data = read_recipe(path) if path is not None else {}
     return from_dict(cls, apply_overrides(data, list(overrides)))
 
 

@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=1e-4 loss.variant=baseline")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true", help="start over in an output_dir that holds a run (deletes it)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the recipe as it will run (bases and overrides applied) and exit")
     p.set_defaults(func=cmd_train)
 
 
@@ -38,6 +40,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from freeprop.training.recipe import TrainingError, train
 
     cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        import yaml
+
+        from freeprop.config import to_dict
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
     try:
         summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingError as err:
