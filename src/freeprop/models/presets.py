@@ -153,7 +153,7 @@ PRESETS: dict[str, FreePropConfig] = {
         predictor_heads=2,
         predictor_pool=2,
     ),
-    # The bundled CPU model: PixelCodec(4) latents (48 channels, 64×64 → 16×16), 3 layers of 6 heads × 64
+    # The bundled CPU model up to stage 10: PixelCodec(4) latents (48 channels, 64×64 → 16×16), 3 layers of 6 heads × 64
     # (RoPE t/h/w = 24/20/20), 8×8 tokens per frame; 8.4 M parameters (17 MB in fp16). Each token carries
     # 192 latent values of z_t, 192 of z_src and 192 of ẑ and emits 192, so the stream must be wide:
     # measured, a 128-wide version never learned to use the source (FM loss 0.37 after 1,000 steps,
@@ -197,7 +197,8 @@ PRESETS["small-deep"] = PRESETS["small"].replace(num_layers=4, ffn_dim=1024)
 
 # `small` over PixelCodec(2) latents (12 channels): 4×4-pixel tokens, 16×16 per 64×64 frame, each carrying
 # 48 latent values instead of 192 — four times the tokens (and ≈ 4× the compute) for the same 384-wide
-# stream. The experiment behind it is in docs/model.md ("Where a photographed edit is lost").
+# stream. The experiment behind it is in docs/model.md ("Where a photographed edit is lost"); the bundled
+# CPU model since stage 11 (configs/small-fine2.yaml).
 PRESETS["small-fine"] = PRESETS["small"].replace(latent_channels=12)
 
 
