@@ -36,17 +36,16 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from freeprop.training.config import load_config
-    from freeprop.training.recipe import TrainingError, train
+    from freeprop.training.config import load_config, to_dict
 
     cfg = load_config(args.config, args.overrides)
-    if args.print_config:
+    if args.print_config:  # before the training stack is imported: instant
         import yaml
-
-        from freeprop.config import to_dict
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    from freeprop.training.recipe import TrainingError, train
+
     try:
         summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingError as err:
