@@ -66,6 +66,7 @@ def bench_edit(args) -> None:
                 video.frames,
                 first,
                 num_inference_steps=args.steps,
+                num_samples=args.samples,
                 identity_correction=args.identity_correction,
                 generator=torch.Generator().manual_seed(0),
             )
@@ -78,7 +79,7 @@ def bench_edit(args) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"model={args.model} device={args.device} dtype={args.dtype} {args.frames} frames {height}x{width} "
-        f"steps={args.steps or 'own'} threads={torch.get_num_threads()} repeats={args.repeats}"
+        f"steps={args.steps or 'own'} samples={args.samples or 'own'} threads={torch.get_num_threads()} repeats={args.repeats}"
     )
     for stage, seconds in med.items():
         share = "" if stage == "total" else f"  {100 * seconds / med['total']:5.1f} %"
@@ -126,7 +127,8 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", default="64x64")
-    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own; with its own num_samples)")
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
+    parser.add_argument("--samples", type=int, help="samples averaged (default: the model's own)")
     parser.add_argument("--identity-correction", type=float, help="0–1 (default: the model's own)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
