@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from freeprop.cli.common import positive_int
 from freeprop.pipeline import load_pipeline
 from freeprop.video import read_image, read_video, write_image, write_video
 
@@ -128,7 +129,7 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", default="64x64")
     parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
-    parser.add_argument("--samples", type=int, help="samples averaged (default: the model's own)")
+    parser.add_argument("--samples", type=positive_int, help="samples averaged (default: the model's own)")
     parser.add_argument("--identity-correction", type=float, help="0–1 (default: the model's own)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
