@@ -223,6 +223,8 @@ def test_lora_adapter_loads_and_changes_output(tmp_path, clip):
         (dict(output_type="gif"), "output_type"),
         (dict(prompt="hello"), "no text encoder"),
         (dict(window_frames=17, overlap=0), "overlap"),
+        (dict(num_samples=-1), "num_samples must be at least 1"),
+        (dict(identity_correction=1.5), r"identity correction must be in \[0, 1\]"),
     ],
 )
 def test_bad_inputs(kwargs, message, clip):

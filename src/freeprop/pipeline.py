@@ -594,6 +594,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             identity_correction = self.config.get("identity_correction") or 0.0
         if not 0 <= identity_correction <= 1:
             raise FreePropInputError(f"identity correction must be in [0, 1], got {identity_correction}")
+        if num_samples < 1:
+            raise FreePropInputError(f"num_samples must be at least 1, got {num_samples}")
         reader = _Frames(source_frames)
         edit = _as_image(first_frame)
         src_h, src_w = reader.shape
