@@ -37,12 +37,14 @@ train() {  # NAME SECONDS ARGS...: one `freeprop train`, stopped with SIGTERM af
   timeout -s TERM -k 60 "$seconds" python3 -m freeprop.cli train "$@" output_dir="$RUNS/$name" $COMMON \
     >"$RUNS/$name.log" 2>&1 || echo "$name: exit $?" >>"$RUNS/$name.log"
 }
-two_stages() {  # NAME PRESET: 5-frame stage from scratch, then 17-frame stage from its pipeline
-  local start=$SECONDS
-  train "$1-stage1" $((BUDGET / 3)) configs/small-stage1.yaml model.preset="$2" \
-    max_steps="${STEPS[1]}" batch_size="${BATCH[1]}"
-  train "$1" $((BUDGET - (SECONDS - start))) configs/small.yaml model.weights=null \
-    model.pipeline="$RUNS/$1-stage1/pipeline" max_steps="${STEPS[2]}" batch_size="${BATCH[0]}"
+# NAME PRESET CONFIG1 STEPS1 CONFIG2 STEPS2 [ARGS2...]: a 5-frame stage from scratch at the 5-frame batch,
+# then the 17-frame stage (CONFIG2 and ARGS2) from its pipeline
+two_stages() {
+  local name=$1 preset=$2 config1=$3 steps1=$4 config2=$5 steps2=$6 start=$SECONDS
+  shift 6
+  train "$name-stage1" $((BUDGET / 3)) "$config1" model.preset="$preset" max_steps="$steps1" batch_size="${BATCH[1]}"
+  train "$name" $((BUDGET - (SECONDS - start))) "$config2" model.pipeline="$RUNS/$name-stage1/pipeline" \
+    max_steps="$steps2" batch_size="${BATCH[0]}" "$@"
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv >"$RUNS/gpu.txt" 2>&1 || echo "no GPU" >"$RUNS/gpu.txt"
@@ -54,21 +56,18 @@ camouflage() {
   train camouflage "$BUDGET" configs/small-gpu-camouflage.yaml model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" data.photos="${PHOTOS:-0}"
 }
-fine() {  # 5-frame stage from scratch at the 5-frame batch, then 17 frames from its pipeline
-  local start=$SECONDS
-  train fine-stage1 $((BUDGET / 3)) configs/small-fine-stage1.yaml max_steps="${FINE_STEPS[0]}" \
-    batch_size="${BATCH[1]}"
-  train fine $((BUDGET - (SECONDS - start))) configs/small-gpu-camouflage.yaml \
-    model.pipeline="$RUNS/fine-stage1/pipeline" data.photos=0.5 max_steps="${FINE_STEPS[1]}" batch_size="${BATCH[0]}" \
-    optim.lr=3e-4 optim.warmup_steps=100  # stage 3's rate: this start has seen 5-frame clips only
-}
+# fine's 17-frame stage: stage 9's GPU recipe with the training photographs at stage 3's lr (its start has
+# seen 5-frame clips only)
 for variant in "${VARIANTS[@]}"; do
   case $variant in
     warm) warm & ;;
     camouflage) camouflage & ;;
-    small) two_stages small small & ;;
-    deep) two_stages deep small-deep & ;;
-    fine) fine & ;;
+    small) two_stages small small configs/small-stage1.yaml "${STEPS[1]}" configs/small.yaml "${STEPS[2]}" \
+      model.weights=null & ;;
+    deep) two_stages deep small-deep configs/small-stage1.yaml "${STEPS[1]}" configs/small.yaml "${STEPS[2]}" \
+      model.weights=null & ;;
+    fine) two_stages fine small-fine configs/small-fine-stage1.yaml "${FINE_STEPS[0]}" \
+      configs/small-gpu-camouflage.yaml "${FINE_STEPS[1]}" data.photos=0.5 optim.lr=3e-4 optim.warmup_steps=100 & ;;
   esac
 done
 wait
