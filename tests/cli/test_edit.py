@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,3 +363,21 @@ def test_an_edit_that_cannot_fit_in_memory_is_refused_up_front(tmp_path, edit_in
     err = capsys.readouterr().err.strip()
     assert "editing at 32x48 needs about" in err and "GiB are free" in err and not (tmp_path / "o.mp4").exists()
     assert video.probe_video(source) == (17, 32, 48)
+
+
+def test_edit_help_states_the_bundled_models_own_sampling(capsys):
+    """`--steps` / `--samples` help names the bundled model's stored defaults: they must follow a re-bundle."""
+    from freeprop.demo import default_model
+
+    index_file = Path(default_model()) / "model_index.json"
+    if not index_file.is_file():
+        pytest.skip("no bundled model in this checkout")
+    index = json.loads(index_file.read_text())
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    steps = re.search(r"--steps STEPS denoising steps \(default: the model's own — (\d+) for the bundled", help_text)
+    samples = re.search(r"--samples SAMPLES samples averaged [^(]*\(default: the model's own — (\d+) for the bundled",
+                        help_text)
+    assert steps and int(steps[1]) == index["num_inference_steps"]
+    assert samples and int(samples[1]) == index["num_samples"]
