@@ -49,6 +49,8 @@ class SamplingDefaults:
 
 
 SCHEDULERS = ("unipc", "euler")
+# the sets of training photographs `data.photos` draws from (freeprop.data.photos.TRAIN_POOLS)
+PHOTO_POOLS = ("base", "wide")
 SAMPLING = SamplingDefaults()
 
 
@@ -68,6 +70,7 @@ class SynthDefaults:
     leaves: float = 0.0  # share of worlds and objects drawn as dead leaves (photograph-like; stage 6)
     camouflage: float = 0.0  # share of objects drawn like their world, as photo cut-outs are (stage 8)
     photos: float = 0.0  # train split: share of worlds/objects/edits cut from training photos (stage 10)
+    photo_pool: str = "base"  # which training photos (a PHOTO_POOLS name)
 
 
 SYNTH = SynthDefaults()

@@ -15,6 +15,7 @@ from freeprop.data.synthetic import (
     render,
     stylize,
 )
+from freeprop.errors import FreePropInputError
 from tests.conftest import exit_code
 
 
@@ -274,6 +275,27 @@ def test_photos_share_cuts_training_scenes_from_training_photos_only():
         np.testing.assert_array_equal(plain.target, asked.target)
     train = make_pair(5, "train", "removal", 3, 16, 16, photos=1.0)
     assert train.meta["world"][6:] in TRAIN_PHOTOS and train.sample_id != make_pair(5, "train", "removal", 3, 16, 16).sample_id
+
+
+def test_photo_pools_wide_adds_gradios_photos_and_base_keeps_the_old_pairs():
+    from freeprop.data.photos import TRAIN_PHOTOS, TRAIN_POOLS, load_photo
+    from freeprop.defaults import PHOTO_POOLS
+    from freeprop.training.config import DataConfig
+
+    assert tuple(TRAIN_POOLS) == PHOTO_POOLS and set(TRAIN_POOLS["wide"]) == set(TRAIN_PHOTOS)
+    # "base" is the pool of the stage-10 to stage-13 recipes: their pairs must not change
+    assert set(TRAIN_POOLS["base"]) == {"luispedro", "department_store", "aero", "ascent"}
+    added = set(TRAIN_POOLS["wide"]) - set(TRAIN_POOLS["base"])
+    assert len(added) == 4 and all((load_photo(n)[..., 0] - load_photo(n)[..., 2]).std() > 10 for n in added)  # colour
+    base = make_pair(5, "train", "swap", 3, 16, 16, photos=1.0)
+    assert base.sample_id == make_pair(5, "train", "swap", 3, 16, 16, photos=1.0, photo_pool="base").sample_id
+    assert "photo_pool" not in make_pair(5, "train", "swap", 3, 16, 16).meta
+    wide = [make_pair(s, "train", "swap", 3, 16, 16, photos=1.0, photo_pool="wide") for s in range(12)]
+    assert wide[5].sample_id != base.sample_id and wide[5].meta["photo_pool"] == "wide"
+    drawn = {p.meta["world"][6:] for p in wide}
+    assert drawn <= set(TRAIN_POOLS["wide"]) and drawn & added  # the new photos are drawn
+    with pytest.raises(FreePropInputError, match="data.photo_pool"):
+        DataConfig(photo_pool="skimage")
 
 
 def test_photo_edits_draw_a_new_training_photo_and_say_so():

@@ -17,7 +17,7 @@ from freeprop.cli.common import (
     share,
 )
 from freeprop.cli.train import EXIT_INTERRUPTED
-from freeprop.defaults import SYNTH
+from freeprop.defaults import PHOTO_POOLS, SYNTH
 from freeprop.errors import FreePropInputError
 
 
@@ -76,6 +76,11 @@ def _add_synth(sub) -> None:
         "(mahotas' and PyWavelets', never the real split's; the bundled model's stage 10; "
         f"default {SYNTH.photos:g})",
     )
+    p.add_argument(
+        "--photo-pool", choices=PHOTO_POOLS, default=SYNTH.photo_pool,
+        help="which training photographs --photos draws from: base (mahotas' and PyWavelets') or wide "
+        f"(also Gradio's four colour photos; needs gradio>=6); default {SYNTH.photo_pool}",
+    )
     p.set_defaults(func=cmd_data_synth)
 
 
@@ -94,7 +99,7 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     output_folder(args.output)
     written = write_synthetic(
         args.output, counts, args.frames, height, width, shard_size=args.shard_size, motion=args.motion,
-        leaves=args.leaves, camouflage=args.camouflage, photos=args.photos,
+        leaves=args.leaves, camouflage=args.camouflage, photos=args.photos, photo_pool=args.photo_pool,
     )
     print(f"wrote {sum(written.values())} pairs to {args.output} ({', '.join(f'{k} {v}' for k, v in written.items())})")
 

@@ -3,8 +3,10 @@
 - `PHOTOS` (validation only, never trained on): scikit-learn's two sample photos
   (`sklearn.datasets.load_sample_image`) and matplotlib's portrait — the `real` split (issue 11).
 - `TRAIN_PHOTOS` (training only, never in an evaluation): the photos that ship with mahotas and
-  PyWavelets, drawn into training scenes by `data.photos` (freeprop.data.synthetic.with_photos) so the
-  model sees photographic content without seeing a validation photo.
+  PyWavelets, and the colour photos of Gradio's media registry (`gradio.media`), drawn into training
+  scenes by `data.photos` (freeprop.data.synthetic.with_photos) so the model sees photographic content
+  without seeing a validation photo. `TRAIN_POOLS` names the sets a recipe draws from (`data.photo_pool`):
+  "base", mahotas' and PyWavelets' (stages 10–13), and "wide", with Gradio's four beside them.
 
 scikit-image's bundled photos are deliberately absent from both: they are reserved for an independent
 held-out evaluation, so nothing here may train or tune on them (nor on copies of them elsewhere:
@@ -32,8 +34,19 @@ TRAIN_PHOTOS = {
     "department_store": ("mahotas", "demos/data/DepartmentStore.jpg"),  # a crowded drawn scene, colour
     "aero": ("pywt", "data/aero.npz"),  # fields and hedges from the air, grey
     "ascent": ("pywt", "data/ascent.npz"),  # people on an outdoor staircase, grey
+    "cheetah": ("gradio", "media_assets/images/cheetah1.jpg"),  # a cheetah's head, colour
+    "cheetah_running": ("gradio", "media_assets/images/cheetah.jpg"),  # a cheetah over blurred ground, colour
+    "lion": ("gradio", "media_assets/images/lion.jpg"),  # lions on a rock, colour
+    "tower": ("gradio", "media_assets/images/tower.jpg"),  # a lit tower against the sky, colour
 }
-INSTALL = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "mahotas": "mahotas", "pywt": "PyWavelets"}
+TRAIN_POOLS = {  # data.photo_pool: the names are freeprop.defaults.PHOTO_POOLS
+    "base": ("luispedro", "department_store", "aero", "ascent"),  # stages 10–13
+    "wide": tuple(TRAIN_PHOTOS),  # three times the colour photos of "base"
+}
+INSTALL = {
+    "sklearn": "scikit-learn", "matplotlib": "matplotlib", "mahotas": "mahotas", "pywt": "PyWavelets",
+    "gradio": "'gradio>=6'",
+}
 
 
 def _source(name: str) -> tuple[str, str]:

@@ -458,22 +458,23 @@ def with_camouflage(scene: Scene, share: float, rng: np.random.Generator) -> Sce
     return replace(scene, objects=tuple(blend(o) if rng.random() < share else o for o in scene.objects))
 
 
-def _train_photo(rng: np.random.Generator, current: str = "") -> str:
-    from freeprop.data.photos import TRAIN_PHOTOS
+def _train_photo(rng: np.random.Generator, pool: str, current: str = "") -> str:
+    from freeprop.data.photos import TRAIN_POOLS
 
-    return f"photo:{rng.choice([p for p in sorted(TRAIN_PHOTOS) if f'photo:{p}' != current])}"
+    return f"photo:{rng.choice([p for p in sorted(TRAIN_POOLS[pool]) if f'photo:{p}' != current])}"
 
 
-def with_photos(scene: Scene, share: float, rng: np.random.Generator) -> Scene:
+def with_photos(scene: Scene, share: float, rng: np.random.Generator, pool: str = "base") -> Scene:
     """`scene` with its world and each object's texture turned into a crop of a training photograph
-    (`freeprop.data.photos.TRAIN_PHOTOS`, never the `real` split's), each with probability `share`:
+    (`freeprop.data.photos.TRAIN_POOLS[pool]`, never the `real` split's), each with probability `share`:
     training scenes built like the real split's, from other photos. Own random stream, like `with_leaves`."""
-    objects = tuple(replace(o, texture=_train_photo(rng)) if rng.random() < share else o for o in scene.objects)
-    return replace(scene, world=_train_photo(rng) if rng.random() < share else scene.world, objects=objects)
+    objects = tuple(replace(o, texture=_train_photo(rng, pool)) if rng.random() < share else o for o in scene.objects)
+    return replace(scene, world=_train_photo(rng, pool) if rng.random() < share else scene.world, objects=objects)
 
 
 def with_photo_edit(
-    scene: Scene, edited: Scene, instruction: str, k: int, share: float, rng: np.random.Generator
+    scene: Scene, edited: Scene, instruction: str, k: int, share: float, rng: np.random.Generator,
+    pool: str = "base",
 ) -> tuple[Scene, str]:
     """`edited` (and its instruction) with the new texture an edit gave object `k` (a swap, a recolour)
     made a training photo with probability `share` — as the real split's edits draw photos; other edits
@@ -484,7 +485,7 @@ def with_photo_edit(
     if new.texture == old.texture:  # a resize: the object keeps its own texture
         return edited, instruction
     objects = list(edited.objects)
-    objects[k] = replace(new, texture=_train_photo(rng, old.texture))
+    objects[k] = replace(new, texture=_train_photo(rng, pool, old.texture))
     before, _, after = instruction.rpartition(_words(new.texture))  # the new texture is named last
     return replace(edited, objects=tuple(objects)), before + "photographic" + after
 
@@ -500,13 +501,14 @@ def split_looks(split: str, leaves: float, camouflage: float, photos: float = 0.
 
 def sample_id(
     seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0,
-    leaves: float = 0.0, camouflage: float = 0.0, photos: float = 0.0,
+    leaves: float = 0.0, camouflage: float = 0.0, photos: float = 0.0, photo_pool: str = "base",
 ) -> str:
     """Deterministic id from everything that determines the pair (re-runs give the same id)."""
     key = f"{split}/{seed}/{task}/{frames}/{height}x{width}" + (f"/motion{motion:g}" if motion != 1 else "")
     key += f"/leaves{leaves:g}" if leaves else ""
     key += f"/camouflage{camouflage:g}" if camouflage else ""
     key += f"/photos{photos:g}" if photos else ""
+    key += f"/{photo_pool}" if photos and photo_pool != "base" else ""  # "base" keeps the ids of stages 10–13
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{split}-{seed:07d}-{task}-{digest}"
 
@@ -523,11 +525,13 @@ def make_pair(
     leaves: float = 0.0,
     camouflage: float = 0.0,
     photos: float = 0.0,
+    photo_pool: str = "base",
 ) -> Pair:
     """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
     `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`), `camouflage` the
     share of objects drawn like their world (see `with_camouflage`), `photos` the share of worlds,
-    objects and new textures cut from training photographs (see `with_photos`; train split only)."""
+    objects and new textures cut from the training photographs of `photo_pool` (see `with_photos`;
+    train split only)."""
     leaves, camouflage, photos = split_looks(split, leaves, camouflage, photos)
     scene = random_scene(seed, split)
     if motion != 1:
@@ -535,7 +539,7 @@ def make_pair(
     if leaves:
         scene = with_leaves(scene, leaves, np.random.default_rng([seed, 2]))
     if photos:
-        scene = with_photos(scene, photos, np.random.default_rng([seed, 5]))
+        scene = with_photos(scene, photos, np.random.default_rng([seed, 5]), photo_pool)
     if camouflage:
         scene = with_camouflage(scene, camouflage, np.random.default_rng([seed, 4]))
     rng = np.random.default_rng([seed, 1])
@@ -551,7 +555,9 @@ def make_pair(
     else:
         edited, instruction, k = edit_scene(scene, task, rng, split)
         if photos:
-            edited, instruction = with_photo_edit(scene, edited, instruction, k, photos, np.random.default_rng([seed, 6]))
+            edited, instruction = with_photo_edit(
+                scene, edited, instruction, k, photos, np.random.default_rng([seed, 6]), photo_pool
+            )
         target = render(edited, frames, height, width)
         mask = (np.abs(target.astype(int) - source).max(axis=-1) > 0).astype(np.uint8) * 255
         meta = {"object": k}
@@ -564,10 +570,11 @@ def make_pair(
         "leaves": leaves,
         "camouflage": camouflage,
         "photos": photos,
+        **({"photo_pool": photo_pool} if photos else {}),
         "generator": GENERATOR,
     }
     return Pair(
-        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves, camouflage, photos),
+        sample_id=sample_id(seed, split, task, frames, height, width, motion, leaves, camouflage, photos, photo_pool),
         source=source,
         target=target,
         task=task,
@@ -595,6 +602,7 @@ def write_synthetic(
     leaves: float = SYNTH.leaves,
     camouflage: float = SYNTH.camouflage,
     photos: float = SYNTH.photos,
+    photo_pool: str = SYNTH.photo_pool,
 ) -> dict[str, int]:
     """Write `counts[split]` pairs per split (tasks in turn) in the pair format; resumable (skips done ids)."""
     from tqdm.auto import tqdm
@@ -615,8 +623,8 @@ def write_synthetic(
             looks = split_looks(split, leaves, camouflage, photos)  # the shares make_pair's ids are made with
             for i in bar:
                 seed, task = SPLIT_SEEDS[split] + i, TASKS[i % len(TASKS)]
-                if sample_id(seed, split, task, frames, height, width, motion, *looks) not in writer.done:
-                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion,
-                                         leaves=leaves, camouflage=camouflage, photos=photos))
+                if sample_id(seed, split, task, frames, height, width, motion, *looks, photo_pool) not in writer.done:
+                    writer.add(make_pair(seed, split, task, frames, height, width, motion=motion, leaves=leaves,
+                                         camouflage=camouflage, photos=photos, photo_pool=photo_pool))
             written[split] = count
     return written

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freeprop.config import from_dict, load_dataclass, to_dict  # noqa: F401 (re-exported)
+from freeprop.defaults import PHOTO_POOLS
 from freeprop.errors import FreePropInputError
 
 VARIANTS = (
@@ -61,6 +62,7 @@ class DataConfig:
     leaves: float = 0.0  # with synthetic_pairs: share of worlds/objects drawn as dead leaves (stage 6)
     camouflage: float = 0.0  # with synthetic_pairs: share of objects drawn like their world (stage 8)
     photos: float = 0.0  # with synthetic_pairs (train): share cut from training photographs (stage 10)
+    photo_pool: str = "base"  # which training photographs (freeprop.data.photos.TRAIN_POOLS)
     # with synthetic_pairs: each pair's motion is scaled by a factor drawn uniformly from [1, motion_max]
     # (from the pair's seed; 1 = as `freeprop data synth` renders it); faster motion for stage 7
     motion_max: float = 1.0
@@ -71,6 +73,8 @@ class DataConfig:
                 synthetic_pairs=(0, 1_000_000), leaves=(0.0, 1.0), camouflage=(0.0, 1.0),
                 photos=(0.0, 1.0),
                 motion_max=(1.0, 4.0))
+        if self.photo_pool not in PHOTO_POOLS:
+            raise FreePropInputError(f"data.photo_pool must be one of {', '.join(PHOTO_POOLS)}, got {self.photo_pool!r}")
         if self.fps is not None and self.fps <= 0:
             raise FreePropInputError(f"data.fps must be > 0 (or null to keep each pair's rate), got {self.fps}")
 

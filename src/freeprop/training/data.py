@@ -119,5 +119,6 @@ class SyntheticLatentDataset(torch.utils.data.Dataset):
         seed = self.first_seed + index
         motion = 1 + (cfg.motion_max - 1) * np.random.default_rng([seed, 3]).random()  # own stream, as leaves
         pair = make_pair(seed, cfg.split, tasks[index % len(tasks)], cfg.num_frames, cfg.height, cfg.width,
-                         motion=motion, leaves=cfg.leaves, camouflage=cfg.camouflage, photos=cfg.photos)
+                         motion=motion, leaves=cfg.leaves, camouflage=cfg.camouflage, photos=cfg.photos,
+                         photo_pool=cfg.photo_pool)
         return pair_latents(pair, cfg, self.codec) | {"text": torch.zeros(self.text_shape)}
