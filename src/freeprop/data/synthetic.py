@@ -464,7 +464,7 @@ def _train_photo(rng: np.random.Generator, pool: str, current: str = "") -> str:
     return f"photo:{rng.choice([p for p in sorted(TRAIN_POOLS[pool]) if f'photo:{p}' != current])}"
 
 
-def with_photos(scene: Scene, share: float, rng: np.random.Generator, pool: str = "base") -> Scene:
+def with_photos(scene: Scene, share: float, rng: np.random.Generator, pool: str = SYNTH.photo_pool) -> Scene:
     """`scene` with its world and each object's texture turned into a crop of a training photograph
     (`freeprop.data.photos.TRAIN_POOLS[pool]`, never the `real` split's), each with probability `share`:
     training scenes built like the real split's, from other photos. Own random stream, like `with_leaves`."""
@@ -474,7 +474,7 @@ def with_photos(scene: Scene, share: float, rng: np.random.Generator, pool: str 
 
 def with_photo_edit(
     scene: Scene, edited: Scene, instruction: str, k: int, share: float, rng: np.random.Generator,
-    pool: str = "base",
+    pool: str = SYNTH.photo_pool,
 ) -> tuple[Scene, str]:
     """`edited` (and its instruction) with the new texture an edit gave object `k` (a swap, a recolour)
     made a training photo with probability `share` — as the real split's edits draw photos; other edits
@@ -501,14 +501,14 @@ def split_looks(split: str, leaves: float, camouflage: float, photos: float = 0.
 
 def sample_id(
     seed: int, split: str, task: str, frames: int, height: int, width: int, motion: float = 1.0,
-    leaves: float = 0.0, camouflage: float = 0.0, photos: float = 0.0, photo_pool: str = "base",
+    leaves: float = 0.0, camouflage: float = 0.0, photos: float = 0.0, photo_pool: str = SYNTH.photo_pool,
 ) -> str:
     """Deterministic id from everything that determines the pair (re-runs give the same id)."""
     key = f"{split}/{seed}/{task}/{frames}/{height}x{width}" + (f"/motion{motion:g}" if motion != 1 else "")
     key += f"/leaves{leaves:g}" if leaves else ""
     key += f"/camouflage{camouflage:g}" if camouflage else ""
     key += f"/photos{photos:g}" if photos else ""
-    key += f"/{photo_pool}" if photos and photo_pool != "base" else ""  # "base" keeps the ids of stages 10–13
+    key += f"/{photo_pool}" if photos and photo_pool != SYNTH.photo_pool else ""  # the default keeps stage 10–13 ids
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"{split}-{seed:07d}-{task}-{digest}"
 
@@ -525,7 +525,7 @@ def make_pair(
     leaves: float = 0.0,
     camouflage: float = 0.0,
     photos: float = 0.0,
-    photo_pool: str = "base",
+    photo_pool: str = SYNTH.photo_pool,
 ) -> Pair:
     """One deterministic (source, target) pair for `task`; `motion` scales every motion (see `with_motion`),
     `leaves` is the share of worlds and objects drawn as dead leaves (see `with_leaves`), `camouflage` the

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freeprop.config import from_dict, load_dataclass, to_dict  # noqa: F401 (re-exported)
-from freeprop.defaults import PHOTO_POOLS
+from freeprop.defaults import PHOTO_POOLS, SYNTH
 from freeprop.errors import FreePropInputError
 
 VARIANTS = (
@@ -62,7 +62,7 @@ class DataConfig:
     leaves: float = 0.0  # with synthetic_pairs: share of worlds/objects drawn as dead leaves (stage 6)
     camouflage: float = 0.0  # with synthetic_pairs: share of objects drawn like their world (stage 8)
     photos: float = 0.0  # with synthetic_pairs (train): share cut from training photographs (stage 10)
-    photo_pool: str = "base"  # which training photographs (freeprop.data.photos.TRAIN_POOLS)
+    photo_pool: str = SYNTH.photo_pool  # which training photographs (freeprop.data.photos.TRAIN_POOLS)
     # with synthetic_pairs: each pair's motion is scaled by a factor drawn uniformly from [1, motion_max]
     # (from the pair's seed; 1 = as `freeprop data synth` renders it); faster motion for stage 7
     motion_max: float = 1.0
