@@ -28,7 +28,7 @@ class SamplingDefaults:
     """Sampler settings used when the caller names none (pipeline, CLI and app alike).
 
     `steps` 30 is the fall-back for a model folder that stores no `num_inference_steps` of its own
-    (the bundled model stores 2, chosen on the validation split). Unless the caller fixes a shift, it
+    (the bundled model stores 1, chosen on the validation and real splits). Unless the caller fixes a shift, it
     follows the resolution the model runs at, as Wan2.1 does: `shift` 3.0 at 480p, `shift_720p` 5.0 at
     720p (from halfway between the two areas up).
     """

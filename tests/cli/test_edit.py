@@ -376,8 +376,8 @@ def test_edit_help_states_the_bundled_models_own_sampling(capsys):
     with pytest.raises(SystemExit):
         main(["edit", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    steps = re.search(r"--steps STEPS denoising steps \(default: the model's own — (\d+) for the bundled", help_text)
-    samples = re.search(r"--samples SAMPLES samples averaged [^(]*\(default: the model's own — (\d+) for the bundled",
+    steps = re.search(r"--steps STEPS denoising steps \(default: the model folder's stored value — the bundled model's: (\d+) —", help_text)
+    samples = re.search(r"--samples SAMPLES samples averaged [^(]*\(default: the model folder's stored value — the bundled model's: (\d+) —",
                         help_text)
     assert steps and int(steps[1]) == index["num_inference_steps"]
     assert samples and int(samples[1]) == index["num_samples"]

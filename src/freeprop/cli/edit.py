@@ -109,9 +109,10 @@ def add_edit_parser(sub) -> None:
     p.add_argument("--prompt", help="optional text describing the edited video (needs a text encoder)")
     p.add_argument("--negative-prompt", help="text to steer away from (with --prompt)")
     p.add_argument("--steps", type=positive_int,
-                   help=f"denoising steps (default: the model's own — 1 for the bundled one — else {SAMPLING.steps})")
+                   help=f"denoising steps (default: the model folder's stored value — the bundled model's: 1 — else {SAMPLING.steps})")
     p.add_argument("--samples", type=positive_int,
-                   help="samples averaged per window: steadier, at that many times the cost (default: the model's own — 1 for the bundled one — else 1)")
+                   help="samples averaged per window: steadier, at that many times the cost (default: the model folder's "
+                   "stored value — the bundled model's: 1 — else 1)")
     p.add_argument("--identity-correction", type=share, metavar="C",
                    help="0–1: take off C × what the model changes when the first frame is not edited (its own "
                    "error), at twice the cost (default: the model's own, else 0)")
