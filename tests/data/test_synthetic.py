@@ -308,3 +308,31 @@ def test_photo_edits_draw_a_new_training_photo_and_say_so():
     assert {m.instruction.split()[-1] for m in mods if "in another colour" not in m.instruction} <= {"bigger", "smaller"}
     assert all("photographic in another colour" in m.instruction for m in mods if "in another colour" in m.instruction)
     assert any("in another colour" in m.instruction for m in mods)
+
+
+def test_photo_copies_stand_in_for_a_missing_package(tmp_path, monkeypatch):
+    """On a machine without gradio or mahotas (the lent GPU's image), $FREEPROP_PHOTO_DIR's copies
+    are what a training scene reads: the same pixels, so the same pairs."""
+    import importlib.util
+
+    from freeprop.data import photos
+
+    copies = photos.copy_train_photos(tmp_path, "wide")
+    assert len(copies) == len(photos.TRAIN_POOLS["wide"]) and all(c.is_relative_to(tmp_path) for c in copies)
+    before = make_pair(7, "train", "swap", 3, 16, 16, photos=1.0, photo_pool="wide")
+    originals = {name: photos.load_photo(name).copy() for name in photos.TRAIN_POOLS["wide"]}
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("gradio", "mahotas", "pywt") else real_find_spec(name, *a))
+    photos.load_photo.cache_clear()
+    try:
+        with pytest.raises(FreePropInputError, match="pip install 'gradio>=6'"):
+            photos.load_photo("lion")  # no package and no copies: one clear line
+        photos.load_photo.cache_clear()
+        monkeypatch.setenv(photos.PHOTO_DIR_ENV, str(tmp_path))
+        for name, pixels in originals.items():
+            np.testing.assert_array_equal(photos.load_photo(name), pixels)
+        after = make_pair(7, "train", "swap", 3, 16, 16, photos=1.0, photo_pool="wide")
+        np.testing.assert_array_equal(after.target, before.target)
+    finally:
+        photos.load_photo.cache_clear()

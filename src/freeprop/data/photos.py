@@ -8,6 +8,9 @@
   without seeing a validation photo. `TRAIN_POOLS` names the sets a recipe draws from (`data.photo_pool`):
   "base", mahotas' and PyWavelets' (stages 10–13), and "wide", with Gradio's four beside them.
 
+A machine without these packages (the lent GPU's image) reads copies instead: `copy_train_photos(DIR)`
+writes a pool's files as DIR/<package>/<file>, and `FREEPROP_PHOTO_DIR=DIR` makes them the ones read.
+
 scikit-image's bundled photos are deliberately absent from both: they are reserved for an independent
 held-out evaluation, so nothing here may train or tune on them (nor on copies of them elsewhere:
 PyWavelets' `camera` is scikit-image's cameraman, hence left out).
@@ -16,6 +19,8 @@ PyWavelets' `camera` is scikit-image's cameraman, hence left out).
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from functools import cache
 from pathlib import Path
 
@@ -57,8 +62,14 @@ def _source(name: str) -> tuple[str, str]:
     return source
 
 
+PHOTO_DIR_ENV = "FREEPROP_PHOTO_DIR"  # a folder of copies, DIR/<package>/<file>, read before the packages
+
+
 def _package_file(package: str, filename: str) -> Path:
-    """`filename` inside installed `package`, found without importing it."""
+    """`filename` inside installed `package` (found without importing it), or its copy under $FREEPROP_PHOTO_DIR."""
+    copies = os.environ.get(PHOTO_DIR_ENV)
+    if copies and (Path(copies) / package / filename).is_file():
+        return Path(copies) / package / filename
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FreePropInputError(f"the training photos need {package}: pip install {INSTALL[package]}")
@@ -84,6 +95,19 @@ def _read(package: str, filename: str) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(path).convert("RGB"))
+
+
+def copy_train_photos(folder: str | Path, pool: str = "wide") -> list[Path]:
+    """Copy the files of training pool `pool` from their packages to `folder`/<package>/<file> (for
+    $FREEPROP_PHOTO_DIR on a machine without the packages); returns the copies' paths."""
+    copies = []
+    for name in TRAIN_POOLS[pool]:
+        package, filename = TRAIN_PHOTOS[name]
+        copy = Path(folder) / package / filename
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_package_file(package, filename), copy)
+        copies.append(copy)
+    return copies
 
 
 @cache
