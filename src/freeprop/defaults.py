@@ -49,6 +49,9 @@ class SamplingDefaults:
 
 
 SCHEDULERS = ("unipc", "euler")
+# the edit types of a pair: local swap and removal (paper §3.1) and modification (EditVerseBench's
+# "change"), global stylization (§3.2)
+TASKS = ("swap", "removal", "modification", "stylization")
 # the sets of training photographs `data.photos` draws from (freeprop.data.photos.TRAIN_POOLS)
 PHOTO_POOLS = ("base", "wide")
 SAMPLING = SamplingDefaults()

@@ -575,3 +575,12 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one(pairs, tmp_path):
     load_file(out / "checkpoints" / latest / "trainable.safetensors")  # still whole
     subprocess.run([*args, "max_steps=4", "--resume"], check=True, capture_output=True)
     assert json.loads((out / "summary.json").read_text())["steps"] == 4
+
+
+def test_data_tasks_names_are_checked_up_front():
+    """A typo in data.tasks is one clear line when the recipe loads, not a traceback mid-training."""
+    from freeprop.training.config import DataConfig
+
+    assert DataConfig(tasks=("swap", "modification")).tasks == ("swap", "modification")
+    with pytest.raises(FreePropInputError, match="data.tasks: unknown task 'swapp'; choose from swap, removal"):
+        DataConfig(tasks=("swap", "swapp"))

@@ -35,11 +35,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from freeprop.defaults import TASKS
 from freeprop.errors import FreePropInputError
 from freeprop.paths import inside, safe_name
 from freeprop.video import DEFAULT_FPS, Video, atomic_path, read_video, write_video
 
-TASKS = ("swap", "removal", "modification", "stylization")
 TRACKS = ("local", "global")
 INDEX = "index.parquet"
 INDEX_PARTS = "index.parts"  # the rows of each commit of a writer still running (merged on close)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freeprop.config import from_dict, load_dataclass, to_dict  # noqa: F401 (re-exported)
-from freeprop.defaults import PHOTO_POOLS, SYNTH
+from freeprop.defaults import PHOTO_POOLS, SYNTH, TASKS
 from freeprop.errors import FreePropInputError
 
 VARIANTS = (
@@ -73,6 +73,8 @@ class DataConfig:
                 synthetic_pairs=(0, 1_000_000), leaves=(0.0, 1.0), camouflage=(0.0, 1.0),
                 photos=(0.0, 1.0),
                 motion_max=(1.0, 4.0))
+        if unknown := [t for t in self.tasks if t not in TASKS]:
+            raise FreePropInputError(f"data.tasks: unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
         if self.photo_pool not in PHOTO_POOLS:
             raise FreePropInputError(f"data.photo_pool must be one of {', '.join(PHOTO_POOLS)}, got {self.photo_pool!r}")
         if self.fps is not None and self.fps <= 0:
