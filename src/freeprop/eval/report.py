@@ -61,6 +61,12 @@ EDITVERSE_NAMES = {
 }
 
 
+def _mean_of_numbers(values) -> float:
+    """Mean of the values that are numbers and not NaN (NaN when there are none: a column every case failed)."""
+    numbers = [v for v in values if isinstance(v, int | float) and v == v]
+    return float(np.mean(numbers)) if numbers else float("nan")
+
+
 def write_editverse_csvs(rows: list[dict], folder: Path) -> None:
     """One CSV per method in EditVerse's shape: `id`, its metric columns, `type`, and a final `Average` row."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,8 +78,7 @@ def write_editverse_csvs(rows: list[dict], folder: Path) -> None:
         writer.writerow(["id", *(EDITVERSE_NAMES[k] for k in keys), "type"])
         for r in ok:
             writer.writerow([r["case_id"], *(r.get(k, "") for k in keys), r.get("task", "")])
-        averages = [float(np.nanmean([r[k] for r in ok if isinstance(r.get(k), int | float)] or [np.nan]))
-                    for k in keys]
+        averages = [_mean_of_numbers(r.get(k) for r in ok) for k in keys]
         writer.writerow(["Average", *averages, ""])
         with atomic_path(folder / f"{method}.csv") as tmp:
             tmp.write_text(buffer.getvalue())
