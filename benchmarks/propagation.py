@@ -31,10 +31,10 @@ import torch
 
 from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
+from freeprop.defaults import TASKS
 from freeprop.errors import run_script
 from freeprop.eval.metrics.ground_truth import flicker, psnr, ssim
 
-TASKS = ("swap", "removal", "modification", "stylization")
 LOCAL = TASKS[:3]
 METRICS = ("psnr", "ssim", "masked_psnr", "flicker_ratio")
 

@@ -68,8 +68,8 @@ PHOTO_DIR_ENV = "FREEPROP_PHOTO_DIR"  # a folder of copies, DIR/<package>/<file>
 def _package_file(package: str, filename: str) -> Path:
     """`filename` inside installed `package` (found without importing it), or its copy under $FREEPROP_PHOTO_DIR."""
     copies = os.environ.get(PHOTO_DIR_ENV)
-    if copies and (Path(copies) / package / filename).is_file():
-        return Path(copies) / package / filename
+    if copies and (copy := Path(copies) / package / filename).is_file():
+        return copy
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FreePropInputError(f"the training photos need {package}: pip install {INSTALL[package]}")

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from freeprop.data.pairs import Pair, PairWriter
-from freeprop.defaults import SYNTH
+from freeprop.defaults import SYNTH, TASKS
 from freeprop.errors import FreePropInputError
 
 SHAPES = ("circle", "square", "triangle", "hexagon", "star")
@@ -43,7 +43,7 @@ WORLDS = ("fractal", "cells", "marble", "legacy")  # background kinds ("legacy":
 STYLES = ("grade_warm", "grade_cool", "posterize", "palette", "edges", "hue_rotate")
 HELD_OUT = {"shape": "star", "texture": "dots", "style": "hue_rotate"}  # test split only
 CAMERAS = ("pan", "zoom", "still", "pan_zoom")
-LOCAL_TASKS = ("swap", "removal", "modification")
+LOCAL_TASKS = TASKS[:3]  # freeprop.defaults.TASKS: the local three, then stylization
 # disjoint seed ranges; `real` renders photographs (validation only, never trained on)
 SPLIT_SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000, "real": 3_000_000}
 GENERATOR = "freeprop.synthetic/2"
@@ -585,9 +585,6 @@ def make_pair(
         split=split,
         meta=meta,
     )
-
-
-TASKS = (*LOCAL_TASKS, "stylization")
 
 
 def write_synthetic(
