@@ -31,11 +31,11 @@ import torch
 
 from freeprop.baselines.flow_warp import propagate
 from freeprop.data.pairs import PairDataset
+from freeprop.defaults import LOCAL_TASKS as LOCAL
 from freeprop.defaults import TASKS
 from freeprop.errors import run_script
 from freeprop.eval.metrics.ground_truth import flicker, psnr, ssim
 
-LOCAL = TASKS[:3]
 METRICS = ("psnr", "ssim", "masked_psnr", "flicker_ratio")
 
 

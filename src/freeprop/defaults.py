@@ -52,6 +52,7 @@ SCHEDULERS = ("unipc", "euler")
 # the edit types of a pair: local swap and removal (paper §3.1) and modification (EditVerseBench's
 # "change"), global stylization (§3.2)
 TASKS = ("swap", "removal", "modification", "stylization")
+LOCAL_TASKS = TASKS[:3]  # the edits with a mask (stylization is global)
 # the sets of training photographs `data.photos` draws from (freeprop.data.photos.TRAIN_POOLS)
 PHOTO_POOLS = ("base", "wide")
 SAMPLING = SamplingDefaults()

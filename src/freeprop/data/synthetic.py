@@ -43,7 +43,6 @@ WORLDS = ("fractal", "cells", "marble", "legacy")  # background kinds ("legacy":
 STYLES = ("grade_warm", "grade_cool", "posterize", "palette", "edges", "hue_rotate")
 HELD_OUT = {"shape": "star", "texture": "dots", "style": "hue_rotate"}  # test split only
 CAMERAS = ("pan", "zoom", "still", "pan_zoom")
-LOCAL_TASKS = TASKS[:3]  # freeprop.defaults.TASKS: the local three, then stylization
 # disjoint seed ranges; `real` renders photographs (validation only, never trained on)
 SPLIT_SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000, "real": 3_000_000}
 GENERATOR = "freeprop.synthetic/2"
