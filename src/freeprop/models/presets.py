@@ -198,7 +198,8 @@ PRESETS["small-deep"] = PRESETS["small"].replace(num_layers=4, ffn_dim=1024)
 # `small` over PixelCodec(2) latents (12 channels): 4×4-pixel tokens, 16×16 per 64×64 frame, each carrying
 # 48 latent values instead of 192 — four times the tokens (and ≈ 4× the compute) for the same 384-wide
 # stream. The experiment behind it is in docs/model.md ("Where a photographed edit is lost"); the bundled
-# CPU model since stage 11 (configs/small-fine2.yaml; then small-fine3.yaml to small-fine8.yaml, stage 15).
+# CPU model since stage 11 (configs/small-fine2.yaml; then small-fine3.yaml to small-fine8.yaml and
+# small-fine10.yaml, stage 16).
 PRESETS["small-fine"] = PRESETS["small"].replace(latent_channels=12)
 
 
