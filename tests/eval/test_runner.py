@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -254,11 +255,12 @@ def test_a_methods_own_source_is_what_it_is_judged_against(bench_and_preds, tmp_
         resampled = case.source[::-1]  # the method's own copy of the source (here: played backwards)
         (preds / case.case_id).mkdir(parents=True)
         write_video(preds / case.case_id / "video1.mp4", resampled)
-        write_video(preds / case.case_id / "generate.mp4", resampled)
+        # the same bytes: x264 is not always byte-deterministic between two encodes (CI saw EPE 0.07)
+        shutil.copyfile(preds / case.case_id / "video1.mp4", preds / case.case_id / "generate.mp4")
     out = tmp_path / "report"
     assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"m={preds}", "--metrics", "motion",
                  "-o", str(out), "--device", "cpu"]) == 0
-    assert json.loads((out / "summary.json").read_text())["methods"]["m"]["mean"]["motion"] < 0.05
+    assert json.loads((out / "summary.json").read_text())["methods"]["m"]["mean"]["motion"] == pytest.approx(0, abs=1e-6)
     for case in bench.cases:  # without its own source, the same output is judged against the raw one
         (preds / case.case_id / "video1.mp4").unlink()
     assert main(["eval", "--bench", f"pairs:{root / 'pairs'}", "--pred", f"m={preds}", "--metrics", "motion",
