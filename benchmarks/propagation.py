@@ -110,8 +110,9 @@ def _run_start(run: Path) -> dict:
 
 
 def model_method(path: str, steps: int | None, seed: int = 0, samples: int | None = None,
-                 correction: float | None = None):
-    """`steps` / `samples` / `correction` (identity correction): None = the model's stored defaults."""
+                 correction: float | None = None, gate: float | None = None):
+    """`steps` / `samples` / `correction` (identity correction) / `gate` (its gate, grey levels): None = the
+    model's stored defaults."""
     pipe = load_model(path)
     pipe.transformer.eval()
     pipe.set_progress_bar_config(disable=True)
@@ -122,6 +123,7 @@ def model_method(path: str, steps: int | None, seed: int = 0, samples: int | Non
             num_inference_steps=steps,
             num_samples=samples,
             identity_correction=correction,
+            correction_gate=gate,
             generator=torch.Generator().manual_seed(seed),
         ).frames
     )
@@ -190,6 +192,8 @@ def main():
     parser.add_argument("--samples", type=int, nargs="+", default=[0], help="samples averaged (0: the model's own)")
     parser.add_argument("--correction", type=float, nargs="+", default=[-1],
                         help="identity correction(s) (-1: the model's own)")
+    parser.add_argument("--gate", type=float, nargs="+", default=[-1],
+                        help="identity correction gate(s) in grey levels (0: off; -1: the model's own)")
     parser.add_argument("--pairs", type=int, default=80, help="pairs per split (at most)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
@@ -204,9 +208,11 @@ def main():
         dataset = PairDataset(args.data, split=split)
         methods = anchors()
         for name, path in models.items():
-            for steps, samples, c in itertools.product(args.steps, args.samples, args.correction):
-                label = f"{name} ({steps or 'own'} steps × {samples or 'own'}" + (f", c {c:g})" if c >= 0 else ")")
-                methods[label] = model_method(path, steps or None, samples=samples or None, correction=None if c < 0 else c)
+            for steps, samples, c, gate in itertools.product(args.steps, args.samples, args.correction, args.gate):
+                label = f"{name} ({steps or 'own'} steps × {samples or 'own'}" + (f", c {c:g}" if c >= 0 else "") + (
+                    f", gate {gate:g})" if gate >= 0 else ")")
+                methods[label] = model_method(path, steps or None, samples=samples or None,
+                                              correction=None if c < 0 else c, gate=None if gate < 0 else gate)
         results, timing = {}, {}
         for name, method in methods.items():
             start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Copy a trained `small` run into the package as the bundled default model.
 
-    python scripts/bundle_model.py runs/small [--steps N] [--samples K] [--identity-correction C] [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
+    python scripts/bundle_model.py runs/small [--steps N] [--samples K] [--identity-correction C] [--correction-gate TAU] [--dtype fp16] [--out src/freeprop/assets/freeprop-small]
 
 Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), records its native
 clip (64×64, 17 frames) and the sampling chosen for it (an option not given keeps what `RUN/pipeline`
@@ -27,13 +27,16 @@ parser.add_argument("--steps", type=int, help="the model's default sampling step
 parser.add_argument("--samples", type=int, help="samples averaged per window (chosen on the val split)")
 parser.add_argument("--identity-correction", type=float,
                     help="share of the model's change to an unedited video taken off (chosen on the val split)")
+parser.add_argument("--correction-gate", type=float,
+                    help="grey levels: the correction fades out where the edit moved the output (chosen on val and real)")
 parser.add_argument(
     "--out", default=str(Path(__file__).resolve().parents[1] / "src/freeprop/assets/freeprop-small")
 )
 args = parser.parse_args()
 
 run, out = Path(args.run), Path(args.out)
-sampling = {"num_inference_steps": args.steps, "num_samples": args.samples, "identity_correction": args.identity_correction}
+sampling = {"num_inference_steps": args.steps, "num_samples": args.samples, "identity_correction": args.identity_correction,
+            "correction_gate": args.correction_gate}
 config = json.loads((run / "config.json").read_text())
 pipe = FreePropPipeline.from_pretrained(
     run / "pipeline",

@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 from freeprop import FreePropPipeline
 from freeprop.errors import FreePropInputError
 from freeprop.models import build_transformer
-from freeprop.pipeline import make_scheduler, save_adapter, window_starts
+from freeprop.pipeline import edited_share, gated_correction, make_scheduler, save_adapter, window_starts
 from tests.conftest import moving_pattern
 
 
@@ -385,3 +385,69 @@ def test_identity_correction_takes_off_the_models_own_change(clip, tmp_path):
     np.testing.assert_array_equal(run(loaded, clip[:9], edit).frames, half)  # the stored default
     with pytest.raises(FreePropInputError, match="identity correction"):
         run(pipe, clip[:9], edit, identity_correction=1.5)
+
+
+def test_gated_correction_by_hand():
+    """Two pixels, grey levels / 127.5: the edit moved pixel A by 8 (one channel) and pixel B by 0."""
+    grey = lambda *values: torch.tensor(values, dtype=torch.float64).reshape(3, 1, 1, 2) / 127.5  # noqa: E731
+    edited = grey(100, 50, 60, 60, 70, 70)  # R of A, R of B, G of A, …
+    unedited = grey(92, 50, 60, 60, 70, 70)  # A moved by 8 in R, B not at all
+    source = grey(80, 40, 60, 60, 70, 70)  # the model's own error: 12 at A, 10 at B, in R
+    for share, weight_a in ((0.0, 0.5), (0.5, 0.25), (1.0, 0.0)):  # w = min(1, 8/16)·(1 − share)
+        out = gated_correction(edited, unedited, source, share, c=1.0, gate=16) * 127.5
+        assert out[0, 0, 0, 0].item() == pytest.approx(100 - (1 - weight_a) * 12)
+        assert out[0, 0, 0, 1].item() == pytest.approx(50 - 10)  # not moved: the full correction
+        assert out[1:].numpy() == pytest.approx(edited[1:].numpy() * 127.5)  # no error, nothing taken off
+    out = gated_correction(edited, unedited, source, 0.0, c=0.5, gate=4) * 127.5  # moved 8 ≥ gate: w = 1
+    assert out[0, 0, 0, 0].item() == pytest.approx(100) and out[0, 0, 0, 1].item() == pytest.approx(45)
+
+
+def test_edited_share_counts_pixels_changed_beyond_the_gate():
+    source = np.zeros((2, 2, 3), np.uint8)
+    first = source.copy()
+    first[0, 0, 1], first[0, 1, 2], first[1, 0, 0] = 17, 16, 200  # over, at, far over 16
+    assert edited_share(first, source, 16) == 0.5 and edited_share(source, first, 16) == 0.5
+    assert edited_share(first, source, 0) == 0.75
+
+
+def test_gated_correction_in_the_pipeline(clip, tmp_path):
+    """c = 1 with the unedited first frame gives back the source; a local edit's output is the gated
+    combination of the two plain runs; a global edit (every pixel moved) keeps the plain correction.
+    Frame 0 is kept as generated: there the random model follows the edit most."""
+    pipe = tiny_pipeline()
+    go = lambda first, **kw: run(pipe, clip[:9], first, replace_first_frame=False, **kw).frames  # noqa: E731
+    np.testing.assert_array_equal(go(clip[0], identity_correction=1.0, correction_gate=16), clip[:9])
+    edit = clip[0].copy()
+    edit[8:24, 10:30] = 255 - edit[8:24, 10:30]  # a local edit
+    plain_edit, plain_identity = (go(f).astype(float) for f in (edit, clip[0]))
+    inside = (plain_edit > 0) & (plain_edit < 255) & (plain_identity > 0) & (plain_identity < 255)
+    inside = inside.all(-1, keepdims=True).repeat(3, -1)  # no channel clipped: the gate reads all three
+    to = lambda frames: torch.from_numpy(frames).permute(3, 0, 1, 2) / 127.5  # noqa: E731  (an offset cancels)
+    share = edited_share(edit, clip[0], 200)
+    assert 0 < share < 0.5
+    expected = gated_correction(to(plain_edit), to(plain_identity), to(clip[:9].astype(float)), share, 0.75, 200)
+    expected = expected.permute(1, 2, 3, 0).numpy() * 127.5
+    gated = go(edit, identity_correction=0.75, correction_gate=200)
+    near = inside & (expected > 2) & (expected < 253)
+    assert near.mean() > 0.15
+    assert np.abs(gated - expected)[near].max() <= 2  # uint8 rounding of the runs (and of w: ≤ 1/200 · error)
+
+    moved = np.abs(plain_edit - plain_identity).max(-1, keepdims=True).repeat(3, -1)
+    saturated = (moved > 6) & inside  # moved past a gate of 4 (+ rounding): only the share-weighted correction
+    share_4 = edited_share(edit, clip[0], 4)
+    expected_4 = plain_edit - 0.75 * share_4 * (plain_identity - clip[:9])  # c·(1 − w), w = 1 − share
+    sharp, ungated = go(edit, identity_correction=0.75, correction_gate=4), go(edit, identity_correction=0.75)
+    assert saturated.sum() > 100  # in frame 0, where the random model follows the edit
+    assert np.abs(sharp - expected_4)[saturated].max() <= 2
+    assert np.abs(sharp[saturated].astype(int) - ungated[saturated]).mean() > 5  # the gate acts
+
+    global_edit = ((clip[0].astype(int) + 128) % 256).astype(np.uint8)  # every channel of every pixel moved by 128
+    np.testing.assert_allclose(go(global_edit, identity_correction=0.75, correction_gate=16),
+                               go(global_edit, identity_correction=0.75), atol=1)
+
+    pipe.register_to_config(identity_correction=0.75, correction_gate=200)
+    pipe.save_pretrained(tmp_path)
+    loaded = FreePropPipeline.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(run(loaded, clip[:9], edit, replace_first_frame=False).frames, gated)
+    with pytest.raises(FreePropInputError, match="correction gate"):
+        go(edit, correction_gate=-1)

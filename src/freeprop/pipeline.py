@@ -182,6 +182,27 @@ def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
     return starts
 
 
+def gated_correction(
+    edited: torch.Tensor, unedited: torch.Tensor, source: torch.Tensor, edited_share: float, c: float, gate: float
+) -> torch.Tensor:
+    """Identity correction taken off only where the edit did not move the output (ours, beyond the paper).
+
+    All `[3, F, h, w]` in [-1, 1]: out(edit) − c·(1 − w)·(out(unedited) − source), with the weight
+    w = min(1, max over RGB |out(edit) − out(unedited)| / gate) · (1 − edited_share), `gate` in grey levels.
+    Where the edit changed the output, out(unedited) saw other content, so its error says little about
+    the edited output's; a global edit (`edited_share`: the part of frame 0 the edit changed, → 1) moves
+    every pixel and keeps the plain correction. Chosen on the val and real splits (docs/model.md).
+    """
+    moved = (edited - unedited).abs().amax(0, keepdim=True) * 127.5  # (1, F, h, w) grey levels
+    weight = (moved / gate).clamp(max=1) * (1 - edited_share)
+    return edited - c * (1 - weight) * (unedited - source)
+
+
+def edited_share(first: np.ndarray, source_first: np.ndarray, gate: float) -> float:
+    """The part of frame 0 an edit changed by more than `gate` grey levels in some channel (uint8 `[h, w, 3]`)."""
+    return float((np.abs(first.astype(np.int16) - source_first).max(-1) > gate).mean())
+
+
 def _open_bar(pipe):
     """A progress bar of unknown length (diffusers' `progress_bar` needs one), with the pipeline's settings."""
     from tqdm.auto import tqdm
@@ -303,6 +324,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         num_inference_steps: int | None = None,
         num_samples: int | None = None,
         identity_correction: float | None = None,
+        correction_gate: float | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -318,13 +340,15 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         # window_frames: frames per window (default 81 with the Wan VAE, 17 with the pixel codec);
         # num_inference_steps: the model's own default step count (measured for the bundled model), else 30;
         # num_samples: how many samples each window averages (default 1; see `_denoise_window`);
-        # identity_correction: the share of the model's own change to an unedited video to take off (default 0).
+        # identity_correction: the share of the model's own change to an unedited video to take off (default 0);
+        # correction_gate: grey levels of change by the edit above which that correction is not taken off (`gated_correction`).
         self.register_to_config(
             sample_size=list(sample_size) if sample_size else None,
             window_frames=window_frames,
             num_inference_steps=num_inference_steps,
             num_samples=num_samples,
             identity_correction=identity_correction,
+            correction_gate=correction_gate,
         )
         self.fixed_shift: float | None = None  # None: the shift follows the model resolution (`shift_for_size`)
 
@@ -368,7 +392,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             )
             parts[name] = load_pretrained(component_cls, str(folder / name), **extra)  # safetensors only
         options = {k: index[k] for k in ("sample_size", "window_frames", "num_inference_steps", "num_samples",
-                                        "identity_correction")
+                                        "identity_correction", "correction_gate")
                    if k in index}
         return cls(**parts, **{**options, **kwargs})
 
@@ -517,6 +541,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         callback: Callable[[int, int], None] | None = None,
         num_samples: int | None = None,
         identity_correction: float | None = None,
+        correction_gate: float | None = None,
     ) -> FreePropPipelineOutput:
         """Propagate `first_frame`'s edit through `source_video` (all in memory; `stream` for long videos).
 
@@ -541,6 +566,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 output is out(edit) − c·(out(unedited) − source). What the model changes in a video whose
                 first frame was not edited is its own error (the truth is the source), and it makes much the
                 same error with the edit wherever the edit is absent; twice the cost. Ours, beyond the paper.
+            correction_gate: τ in grey levels (default: the pipeline's `correction_gate`, else 0 = off): the
+                correction fades out where the edit moved the output by up to τ (`gated_correction`).
         """
         frames = _as_frames(source_video)
         num_frames = num_frames or len(frames)
@@ -550,7 +577,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         result = np.stack(list(self.stream(
             iter(frames[:num_frames]), first_frame, num_frames, prompt, negative_prompt, height, width,
             num_inference_steps, guidance_scale, generator, window_frames, overlap, replace_first_frame,
-            residual_upscale, callback, alphas, timings, num_samples, identity_correction,
+            residual_upscale, callback, alphas, timings, num_samples, identity_correction, correction_gate,
         )))  # fmt: skip
         if output_type == "pt":
             result = torch.from_numpy(result).permute(0, 3, 1, 2).float() / 255
@@ -582,6 +609,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         timings: dict | None = None,
         num_samples: int | None = None,
         identity_correction: float | None = None,
+        correction_gate: float | None = None,
     ) -> Iterator[np.ndarray]:
         """`__call__` one frame at a time: uint8 `[H, W, 3]` source frames in, output frames out, in order,
         as soon as no later window can change them. Memory holds one window of frames, not the video.
@@ -594,6 +622,10 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             identity_correction = self.config.get("identity_correction") or 0.0
         if not 0 <= identity_correction <= 1:
             raise FreePropInputError(f"identity correction must be in [0, 1], got {identity_correction}")
+        if correction_gate is None:
+            correction_gate = self.config.get("correction_gate") or 0.0
+        if correction_gate < 0:
+            raise FreePropInputError(f"correction gate must be ≥ 0 grey levels (0: off), got {correction_gate}")
         if num_samples < 1:
             raise FreePropInputError(f"num_samples must be at least 1, got {num_samples}")
         reader = _Frames(source_frames)
@@ -649,7 +681,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 last = reader.done and reader.count <= start + window
                 video, alpha = self._denoise_window(
                     reader.window(start, window), edit_small if start == 0 else output[start], text, image, codec,
-                    (num_inference_steps, num_samples, identity_correction), guidance, generator, step_done, timings,
+                    (num_inference_steps, num_samples, identity_correction, correction_gate), guidance, generator, step_done, timings,
                 )  # fmt: skip
                 alphas.append(alpha)
                 if start:  # cross-fade the frames both windows produced
@@ -707,12 +739,13 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self, source, first, text, image, codec, sampling, guidance, generator, step_done, timings
     ) -> tuple[np.ndarray, tuple[float, float]]:
         """One window: uint8 source `[W, h, w, 3]` + first frame `[h, w, 3]` → uint8 output `[W, h, w, 3]`, (α_S, α_T).
-        `sampling` = (ODE steps, samples, identity correction c): the samples' final latents are averaged (ours,
-        beyond the paper: the mean of independent samples estimates the posterior mean, which a few-step
+        `sampling` = (ODE steps, samples, identity correction c, gate τ): the samples' final latents are averaged
+        (ours, beyond the paper: the mean of independent samples estimates the posterior mean, which a few-step
         sampler's noise would otherwise make flicker from frame to frame; measured in docs/model.md); with
-        c > 0 each sample is also drawn from the unedited first frame and c times its change is taken off."""
+        c > 0 each sample is also drawn from the unedited first frame and c times its change is taken off
+        (with τ > 0 only where the edit did not move the output: `gated_correction`, in pixels)."""
         device, dtype = self._execution_device, self.transformer.dtype
-        steps, samples, correction = sampling
+        steps, samples, correction, gate = sampling
         # a. Latents of the source and of the first frames (one-frame videos): edited, and unedited if needed.
         with _timed(timings, "encode", device):
             z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
@@ -749,6 +782,11 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         #    model makes with the unedited first frame.
         with _timed(timings, "decode", device):
             outs = [self.transformer.output_latents(total / samples, z_src.float()) for total in totals]
-            latents = outs[0] - correction * (outs[1] - z_src.float()) if correction else outs[0]
-            video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
+            if correction and gate:  # the gate is read in pixels: decode both outputs
+                edited, unedited = (codec.decode(out.to(dtype))[0, :, : len(source)].float() for out in outs)
+                share = edited_share(first, source[0], gate)
+                video = gated_correction(edited, unedited, to_tensor(source).to(device), share, correction, gate)
+            else:
+                latents = outs[0] - correction * (outs[1] - z_src.float()) if correction else outs[0]
+                video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]
         return from_tensor(video)[: len(source)], (float(alpha_s[0]), float(alpha_t[0]))

@@ -160,6 +160,8 @@ def test_edit_default_method_follows_the_options(tmp_path, edit_inputs, capsys):
         == 0
     )
     assert "method freeprop;" in capsys.readouterr().out
+    assert main(["edit", str(source), str(edit), "-o", str(tmp_path / "c.mp4"), "--correction-gate", "8"]) == 0
+    assert "method freeprop;" in capsys.readouterr().out  # the bundled model
 
 
 # --- frame0, the default output, model names ---------------------------------------------------
@@ -193,6 +195,8 @@ def test_edit_defaults_its_output_next_to_the_source(tmp_path, edit_inputs, caps
         (["--frames", "0"], "must be at least 1"),
         (["--size", "0x10"], "at least 2 pixels"),
         (["--identity-correction", "2"], "between 0 and 1"),
+        (["--correction-gate", "-1"], "must be at least 0"),
+        (["--correction-gate", "nan"], "must be at least 0"),
     ],
 )
 def test_edit_refuses_nonsense_options_in_one_line(tmp_path, edit_inputs, extra, message, capsys):

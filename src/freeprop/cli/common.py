@@ -57,14 +57,25 @@ positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
 
 
-def share(text: str) -> float:
-    """A number from 0 to 1."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def share(text: str) -> float:
+    """A number from 0 to 1."""
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
     return value
 
 

@@ -16,6 +16,7 @@ from freeprop.cli.common import (
     check_output_folder,
     device_and_dtype,
     format_size,
+    non_negative_float,
     non_negative_int,
     parse_size,
     positive_int,
@@ -25,7 +26,7 @@ from freeprop.cli.common import (
 from freeprop.defaults import BUNDLED_MODEL, DEFAULT_EDIT_METHOD, EDIT_METHODS, SAMPLING, SCHEDULERS
 from freeprop.errors import FreePropInputError
 
-MODEL_OPTIONS = ("model", "weights", "lora", "steps", "samples", "identity_correction", "prompt")  # any of these asks for a model
+MODEL_OPTIONS = ("model", "weights", "lora", "steps", "samples", "identity_correction", "correction_gate", "prompt")  # any of these asks for a model
 
 # Peak memory of an edit ≈ start-up + factor × the bytes of the frames it holds at once (edits stream:
 # flow-warp holds one frame and its float buffers, the model one window); measured with
@@ -116,6 +117,9 @@ def add_edit_parser(sub) -> None:
     p.add_argument("--identity-correction", type=share, metavar="C",
                    help="0–1: take off C × what the model changes when the first frame is not edited (its own "
                    "error), at twice the cost (default: the model's own, else 0)")
+    p.add_argument("--correction-gate", type=non_negative_float, metavar="TAU",
+                   help="grey levels: the identity correction fades out where the edit moved the output by up to "
+                   "TAU (0: everywhere; default: the model's own — the bundled model's: 16 — else 0)")
     p.add_argument("--guidance", type=float, default=SAMPLING.guidance_scale,
                    help=f"classifier-free guidance scale, with --prompt (default {SAMPLING.guidance_scale:g})")
     p.add_argument("--seed", type=int, default=SAMPLING.seed)
@@ -135,7 +139,8 @@ def add_edit_parser(sub) -> None:
 
 
 def default_method(args) -> str:
-    """A model option (--model, --weights, --lora, --steps, --samples, --identity-correction, --prompt) asks for a
+    """A model option (--model, --weights, --lora, --steps, --samples, --identity-correction, --correction-gate,
+    --prompt) asks for a
     model; else the default."""
     wants_model = any(getattr(args, k) is not None for k in MODEL_OPTIONS)
     return "freeprop" if wants_model else DEFAULT_EDIT_METHOD
@@ -256,7 +261,7 @@ class Editor:
             frames, first, num_frames, prompt=prompt, negative_prompt=a.negative_prompt, height=height, width=width,
             num_inference_steps=a.steps, guidance_scale=a.guidance, generator=torch.Generator().manual_seed(a.seed),
             window_frames=a.window, overlap=a.overlap, callback=self.progress, alphas=alphas, num_samples=a.samples,
-            identity_correction=a.identity_correction,
+            identity_correction=a.identity_correction, correction_gate=a.correction_gate,
         )  # fmt: skip
 
     def pipeline(self):
