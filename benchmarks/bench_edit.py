@@ -69,6 +69,7 @@ def bench_edit(args) -> None:
                 num_inference_steps=args.steps,
                 num_samples=args.samples,
                 identity_correction=args.identity_correction,
+                correction_gate=args.correction_gate,
                 generator=torch.Generator().manual_seed(0),
             )
             t2 = time.perf_counter()
@@ -131,6 +132,7 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     parser.add_argument("--samples", type=positive_int, help="samples averaged (default: the model's own)")
     parser.add_argument("--identity-correction", type=float, help="0–1 (default: the model's own)")
+    parser.add_argument("--correction-gate", type=float, help="grey levels, 0: off (default: the model's own)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
