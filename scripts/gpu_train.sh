@@ -17,8 +17,8 @@
 #            (configs/small-fine-stage1.yaml), then stage 9's GPU recipe on 17-frame clips with the
 #            training photographs at stage 3's lr 3e-4 (FINE_STEPS="N1 N2", default "800 2000"; docs/model.md)
 #   bundle — the bundled model (small-fine since stage 11) further on the latest CPU recipe
-#            (configs/small-fine10.yaml: 17-frame clips, photographs from the wide pool in 0.85 of the scenes,
-#            every task with swap and modification drawn twice as often)
+#            (configs/small-fine11.yaml: 17-frame clips, photographs from the wide pool in 0.85 of the scenes,
+#            every task with swap and modification drawn twice as often, edited positions weighed 9×)
 #            at the GPU's batch and stage 9's lr 3e-4 (BUNDLE_STEPS, default 1500); packed at its stored
 #            sampling. The GPU image has neither Gradio nor mahotas: carry the training photos as files,
 #            written here by `python -c 'from freeprop.data.photos import copy_train_photos as c; c(".photos")'`
@@ -65,7 +65,7 @@ camouflage() {
     max_steps="${STEPS[0]}" batch_size="${BATCH[0]}" data.photos="${PHOTOS:-0}"
 }
 bundle() {
-  train bundle "$BUDGET" configs/small-fine10.yaml model.pipeline=src/freeprop/assets/freeprop-small \
+  train bundle "$BUDGET" configs/small-fine11.yaml model.pipeline=src/freeprop/assets/freeprop-small \
     max_steps="$BUNDLE_STEPS" batch_size="${BATCH[0]}" optim.lr=3e-4 optim.warmup_steps=100
 }
 # fine's 17-frame stage: stage 9's GPU recipe with the training photographs at stage 3's lr (its start has
