@@ -209,8 +209,8 @@ def main():
         methods = anchors()
         for name, path in models.items():
             for steps, samples, c, gate in itertools.product(args.steps, args.samples, args.correction, args.gate):
-                label = f"{name} ({steps or 'own'} steps × {samples or 'own'}" + (f", c {c:g}" if c >= 0 else "") + (
-                    f", gate {gate:g})" if gate >= 0 else ")")
+                chosen = "".join(f", {key} {v:g}" for key, v in (("c", c), ("gate", gate)) if v >= 0)
+                label = f"{name} ({steps or 'own'} steps × {samples or 'own'}{chosen})"
                 methods[label] = model_method(path, steps or None, samples=samples or None,
                                               correction=None if c < 0 else c, gate=None if gate < 0 else gate)
         results, timing = {}, {}

@@ -748,7 +748,8 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         steps, samples, correction, gate = sampling
         # a. Latents of the source and of the first frames (one-frame videos): edited, and unedited if needed.
         with _timed(timings, "encode", device):
-            z_src = codec.encode(to_tensor(source)[None].to(device)).to(dtype)  # (1, C, F', h, w)
+            pixels = to_tensor(source).to(device)  # (3, F, h, w) in [-1, 1]
+            z_src = codec.encode(pixels[None]).to(dtype)  # (1, C, F', h, w)
             firsts = [first, source[0]] if correction else [first]
             z_firsts = [codec.encode(to_tensor(f[None])[None].to(device)).to(dtype) for f in firsts]  # (1, C, 1, h, w)
         shape = (1, codec.latent_channels, latent_num_frames(codec, len(source)), *z_src.shape[-2:])
@@ -785,7 +786,7 @@ class FreePropPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             if correction and gate:  # the gate is read in pixels: decode both outputs
                 edited, unedited = (codec.decode(out.to(dtype))[0, :, : len(source)].float() for out in outs)
                 share = edited_share(first, source[0], gate)
-                video = gated_correction(edited, unedited, to_tensor(source).to(device), share, correction, gate)
+                video = gated_correction(edited, unedited, pixels, share, correction, gate)
             else:
                 latents = outs[0] - correction * (outs[1] - z_src.float()) if correction else outs[0]
                 video = codec.decode(latents.to(dtype))[0]  # (3, F, h, w) in [-1, 1]

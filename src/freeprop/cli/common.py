@@ -74,7 +74,7 @@ def share(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     value = _number(text)
-    if not value >= 0:
+    if not value >= 0:  # `not ≥` also refuses nan
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
     return value
 

@@ -140,8 +140,7 @@ def add_edit_parser(sub) -> None:
 
 def default_method(args) -> str:
     """A model option (--model, --weights, --lora, --steps, --samples, --identity-correction, --correction-gate,
-    --prompt) asks for a
-    model; else the default."""
+    --prompt) asks for a model; else the default."""
     wants_model = any(getattr(args, k) is not None for k in MODEL_OPTIONS)
     return "freeprop" if wants_model else DEFAULT_EDIT_METHOD
 
