@@ -74,6 +74,8 @@ def main() -> None:
         raise FreePropInputError(f"the weights sum to {sum(w for _, w in sources):g}; they must sum to 1")
     if out.exists():
         raise FreePropInputError(f"{out} exists; choose a new folder (inputs are never overwritten)")
+    for path, _ in sources:
+        pipeline_folder(path)  # each source is a run or a pipeline, before anything loads
     first_run = sources[0][0]
     if not (first_run / "config.json").is_file():
         raise FreePropInputError(
