@@ -43,22 +43,18 @@ def parse_source(text: str) -> tuple[Path, float]:
     return Path(path), value
 
 
-def mixed_state(sources: list[tuple[Path, float]]) -> tuple[FreePropPipeline, dict[str, torch.Tensor]]:
-    """The first source's pipeline (fp32) and Σ wᵢ·θᵢ over every source's transformer state."""
-    pipes = [
-        FreePropPipeline.from_pretrained(pipeline_folder(path), torch_dtype=torch.float32)
-        for path, _ in sources
-    ]
+def mixed_state(
+    folders: list[Path], weights: list[float]
+) -> tuple[FreePropPipeline, dict[str, torch.Tensor]]:
+    """The first pipeline (fp32) and Σ wᵢ·θᵢ over every pipeline's transformer state."""
+    pipes = [FreePropPipeline.from_pretrained(folder, torch_dtype=torch.float32) for folder in folders]
     states = [pipe.transformer.state_dict() for pipe in pipes]
-    for (path, _), state in zip(sources[1:], states[1:]):
+    for folder, state in zip(folders[1:], states[1:]):
         if state.keys() != states[0].keys() or any(state[k].shape != v.shape for k, v in states[0].items()):
             raise FreePropInputError(
-                f"{path}: another architecture than {sources[0][0]}; only one model's weights mix"
+                f"{folder}: another architecture than {folders[0]}; only one model's weights mix"
             )
-    mixed = {
-        name: sum(weight * state[name].float() for (_, weight), state in zip(sources, states))
-        for name in states[0]
-    }
+    mixed = {name: sum(w * state[name].float() for w, state in zip(weights, states)) for name in states[0]}
     return pipes[0], mixed
 
 
@@ -70,19 +66,21 @@ def main() -> None:
     parser.add_argument("sources", nargs="+", metavar="RUN=WEIGHT")
     args = parser.parse_args()
     out, sources = Path(args.out), [parse_source(s) for s in args.sources]
-    if abs(sum(w for _, w in sources) - 1) > 1e-6:
-        raise FreePropInputError(f"the weights sum to {sum(w for _, w in sources):g}; they must sum to 1")
+    weights = [w for _, w in sources]
+    if abs(sum(weights) - 1) > 1e-6:
+        raise FreePropInputError(f"the weights sum to {sum(weights):g}; they must sum to 1")
     if out.exists():
         raise FreePropInputError(f"{out} exists; choose a new folder (inputs are never overwritten)")
-    for path, _ in sources:
-        pipeline_folder(path)  # each source is a run or a pipeline, before anything loads
+    folders = [
+        pipeline_folder(path) for path, _ in sources
+    ]  # each a run or a pipeline, before anything loads
     first_run = sources[0][0]
     if not (first_run / "config.json").is_file():
         raise FreePropInputError(
             f"{first_run}: the first source must be a run folder (bundle_model.py reads its config.json)"
         )
 
-    pipe, mixed = mixed_state(sources)
+    pipe, mixed = mixed_state(folders, weights)
     pipe.transformer.load_state_dict(mixed)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
