@@ -6,7 +6,7 @@ Loads `RUN/pipeline` (written by `freeprop train` with `full_finetune: true`), r
 clip (64×64, 17 frames) and the sampling chosen for it (an option not given keeps what `RUN/pipeline`
 stores: the sampling of the pipeline the run started from) in `model_index.json`, and saves it with
 safetensors, in fp16 by default (the AlphaPredictor and the norms stay fp32, as diffusers keeps them). The package budget is 20 MB.
-The run's `config.json` and `summary.json` are copied beside it for provenance.
+The run's `config.json` and `summary.json` (and a soup's `mixed_from.json`) are copied beside it for provenance.
 """
 
 import argparse
@@ -47,7 +47,8 @@ pipe = FreePropPipeline.from_pretrained(
 )
 shutil.rmtree(out, ignore_errors=True)
 pipe.save_pretrained(out)
-for name in ("config.json", "summary.json"):
-    shutil.copy(run / name, out / f"training_{name}")
+for name in ("config.json", "summary.json", "mixed_from.json"):  # mixed_from.json: a soup's (scripts/mix_weights.py)
+    if name != "mixed_from.json" or (run / name).exists():
+        shutil.copy(run / name, out / f"training_{name}")
 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 print(f"bundled {run} → {out} ({size / 2**20:.1f} MiB)")

@@ -69,6 +69,8 @@ def test_weights_are_mixed_by_hand_and_bundle(tmp_path, monkeypatch, capsys):
     )
     assert code == 0, err
     packed = FreePropPipeline.from_pretrained(tmp_path / "pack")
+    provenance = json.loads((tmp_path / "pack" / "training_mixed_from.json").read_text())
+    assert list(provenance.values()) == [1.5, -0.5]  # the pack says what it was mixed from
     name = next(
         k
         for k, v in state_a.items()

@@ -199,7 +199,8 @@ PRESETS["small-deep"] = PRESETS["small"].replace(num_layers=4, ffn_dim=1024)
 # 48 latent values instead of 192 — four times the tokens (and ≈ 4× the compute) for the same 384-wide
 # stream. The experiment behind it is in docs/model.md ("Where a photographed edit is lost"); the bundled
 # CPU model since stage 11 (configs/small-fine2.yaml; then small-fine3.yaml to small-fine8.yaml and
-# small-fine10.yaml, stage 16, and small-fine11.yaml, stage 17).
+# small-fine10.yaml, stage 16, small-fine11.yaml, stage 17, and since then the mean of the weights of
+# stage 17 and of small-fine12.yaml and small-fine13.yaml, two runs from it).
 PRESETS["small-fine"] = PRESETS["small"].replace(latent_channels=12)
 
 
