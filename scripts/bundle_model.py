@@ -47,8 +47,9 @@ pipe = FreePropPipeline.from_pretrained(
 )
 shutil.rmtree(out, ignore_errors=True)
 pipe.save_pretrained(out)
-for name in ("config.json", "summary.json", "mixed_from.json"):  # mixed_from.json: a soup's (scripts/mix_weights.py)
-    if name != "mixed_from.json" or (run / name).exists():
-        shutil.copy(run / name, out / f"training_{name}")
+for name in ("config.json", "summary.json"):
+    shutil.copy(run / name, out / f"training_{name}")
+if (run / "mixed_from.json").is_file():  # a soup's sources and weights (scripts/mix_weights.py)
+    shutil.copy(run / "mixed_from.json", out / "training_mixed_from.json")
 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 print(f"bundled {run} → {out} ({size / 2**20:.1f} MiB)")

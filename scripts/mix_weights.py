@@ -71,9 +71,7 @@ def main() -> None:
         raise FreePropInputError(f"the weights sum to {sum(weights):g}; they must sum to 1")
     if out.exists():
         raise FreePropInputError(f"{out} exists; choose a new folder (inputs are never overwritten)")
-    folders = [
-        pipeline_folder(path) for path, _ in sources
-    ]  # each a run or a pipeline, before anything loads
+    folders = [pipeline_folder(path) for path, _ in sources]  # each a run or a pipeline, before anything loads
     first_run = sources[0][0]
     if not (first_run / "config.json").is_file():
         raise FreePropInputError(
