@@ -107,3 +107,12 @@ def test_bad_mixes_get_one_line_and_write_nothing(tmp_path, monkeypatch, capsys)
         "mix_weights.py", tmp_path / "out", f"{run_a}=1", monkeypatch=monkeypatch, capsys=capsys
     )
     assert code == 2 and "exists" in err and not any((tmp_path / "out").iterdir())
+
+
+def test_bundle_model_rejects_a_folder_that_is_not_a_run(tmp_path, monkeypatch, capsys):
+    save_pipeline(tmp_path / "bare", seed=1)  # a pipeline folder, not a run: no config.json, no pipeline/
+    code, err = script(
+        "bundle_model.py", tmp_path / "bare", "--out", tmp_path / "pack", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2 and "config.json" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "pack").exists()
